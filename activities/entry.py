@@ -1,0 +1,40 @@
+"""Entering a journey: assign and record the user's group, and load what the journey may read."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.holdout import assign_group
+from activities.store import JourneyRun, Store
+from workflows.models import Entry, EntryRequest, Profile
+
+CONTACT_TRAITS = frozenset({"email", "phone", "address"})
+"""Kept out of workflow histories: the send activity reads contact details itself."""
+
+
+class EntryActivities:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @activity.defn(name="enter_journey")
+    def enter_journey(self, request: EntryRequest) -> Entry:
+        """Record the entry once (a retry returns the recorded group) and snapshot the profile."""
+        group = assign_group(request.journey, request.user_id, request.holdout)
+        self.store.insert_once(
+            JourneyRun(
+                run_id=request.run_id,
+                workflow_id=request.workflow_id,
+                journey=request.journey,
+                user_id=request.user_id,
+                group=group,
+                entered_at=request.entered_at,
+                entry_event=request.event.name if request.event else None,
+            )
+        )
+        recorded = self.store.get_run(request.run_id)
+        row = self.store.get_profile(request.user_id)
+        traits = {k: v for k, v in (row.traits if row else {}).items() if k not in CONTACT_TRAITS}
+        return Entry(
+            group=recorded.group if recorded else group,  # type: ignore[arg-type]
+            profile=Profile(user_id=request.user_id, traits=traits),
+        )

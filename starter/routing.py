@@ -1,0 +1,101 @@
+"""Routing an event to journeys: start the ones it triggers, signal the ones that listen.
+
+A trigger event reaches its journey by signal-with-start (one workflow per journey and user, so
+a running journey gets the signal and a new one starts otherwise). Any other event a journey
+declares interest in (goal, `@on` handlers, `listens`) is signalled to that user's running
+journey, and skipped when none runs. Returns only after Temporal has accepted every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Literal
+
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.store import Store
+from workflows.engine import JourneyWorkflow
+from workflows.identity import JOURNEY_NAME, JOURNEY_USER_ID, user_key, workflow_id
+from workflows.journey import Journey
+from workflows.models import Event, JourneyInput, Profile
+
+
+class TemporalUnavailable(Exception):
+    """Temporal refused or could not be reached; nothing about this event is known to be done."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What happened to one event for one journey."""
+
+    journey: str
+    workflow_id: str
+    action: Literal["triggered", "signalled", "not_running"]
+
+
+class Router:
+    """Turns events into Temporal starts and signals for a fixed set of journeys."""
+
+    def __init__(
+        self, client: Client, store: Store, journeys: list[type[Journey]], task_queue: str
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.journeys = journeys
+        self.task_queue = task_queue
+
+    async def route(self, event: Event) -> list[Delivery]:
+        """Deliver `event` to every journey it concerns; raises if Temporal refuses any call."""
+        interested = [j for j in self.journeys if event.name in j.events_of_interest()]
+        if not interested:
+            return []
+        row = await asyncio.to_thread(self.store.get_profile, event.user_id)
+        profile = Profile(user_id=event.user_id, traits=row.traits if row else {})
+        if row is not None and row.email:
+            profile.traits.setdefault("email", row.email)
+        calls = [
+            self._trigger(journey, event)
+            if journey.trigger.matches(event, profile)
+            else self._signal(journey, event)
+            for journey in interested
+        ]
+        try:
+            return list(await asyncio.gather(*calls))
+        except RPCError as err:
+            raise TemporalUnavailable(f"Temporal refused the call ({err.status.name})") from err
+        except RuntimeError as err:  # the SDK's "Failed client connect"
+            if "connect" not in str(err).lower():
+                raise
+            raise TemporalUnavailable("Temporal cannot be reached") from err
+
+    async def _trigger(self, journey: type[Journey], event: Event) -> Delivery:
+        wid = workflow_id(journey.name, event.user_id)
+        await self.client.start_workflow(
+            JourneyWorkflow.run,
+            JourneyInput(journey=journey.name, user_id=event.user_id),
+            id=wid,
+            task_queue=self.task_queue,
+            start_signal="event",
+            start_signal_args=[event],
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(JOURNEY_NAME, journey.name),
+                    SearchAttributePair(JOURNEY_USER_ID, user_key(event.user_id)),
+                ]
+            ),
+        )
+        return Delivery(journey.name, wid, "triggered")
+
+    async def _signal(self, journey: type[Journey], event: Event) -> Delivery:
+        wid = workflow_id(journey.name, event.user_id)
+        try:
+            await self.client.get_workflow_handle(wid).signal("event", event)
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return Delivery(journey.name, wid, "not_running")
+            raise
+        return Delivery(journey.name, wid, "signalled")

@@ -1,0 +1,126 @@
+"""Small journeys that exercise one engine primitive each (importable: the sandbox loads them)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from workflows import Event, Goal, Journey, Trigger, on
+
+
+class Cart(Journey):
+    """The issue's bar: idle 60 min (debounced), reminder, 23 h later social proof."""
+
+    name = "t_cart"
+    trigger = Trigger("Product Added")
+    goal = Goal("Order Completed", within=timedelta(days=7))
+    listens = ("Product Removed",)
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+
+    @on("Product Added")
+    def added(self, event: Event) -> None:
+        self.items[str(event.properties["sku"])] = dict(event.properties)
+
+    @on("Product Removed")
+    def removed(self, event: Event) -> None:
+        self.items.pop(str(event.properties["sku"]), None)
+
+    async def steps(self) -> None:
+        await self.inactive_for(timedelta(minutes=60), events=("Product Added", "Product Removed"))
+        if not self.items:
+            self.exit("cart_emptied")
+        await self.send("reminder", skus=sorted(self.items))
+        await self.sleep(timedelta(hours=23))
+        await self.send("social_proof", skus=sorted(self.items))
+
+
+class HeldOutCart(Cart):
+    """Cart with half the users held out (tests pick users by their known group)."""
+
+    name = "t_cart_holdout"
+    holdout = 0.5
+
+
+class OnceAWeekCart(Cart):
+    """Cart that refuses to start again for a user within 7 days of their last entry."""
+
+    name = "t_cart_reentry"
+    goal = Goal("Order Completed", within=timedelta(days=2))
+    reentry = timedelta(days=7)
+
+
+class Checklist(Journey):
+    """wait_for: congratulate on the checklist within 2 days, else nudge."""
+
+    name = "t_checklist"
+    trigger = Trigger("Trial Started")
+    listens = ("Checklist Done", "Checklist Skipped")
+
+    async def steps(self) -> None:
+        done = await self.wait_for("Checklist Done", "Checklist Skipped", timeout=timedelta(days=2))
+        if done is None:
+            await self.send("nudge")
+        else:
+            await self.send("congrats", via=done.name, tasks=done.properties.get("tasks", 0))
+
+
+class TrialEnding(Journey):
+    """sleep_until: a warning 3 days before the trial_end carried by the trigger event."""
+
+    name = "t_trial_ending"
+    trigger = Trigger("Trial Started")
+
+    async def steps(self) -> None:
+        assert self.event is not None
+        trial_end = datetime.fromisoformat(str(self.event.properties["trial_end"]))
+        await self.sleep_until(trial_end - timedelta(days=3))
+        await self.send("trial_ending", trial_end=trial_end.isoformat())
+
+
+def _worth_it(event: Event, profile: Any) -> bool:
+    return float(event.properties.get("price", 0)) >= 10 and profile.traits.get("plan") != "vip"
+
+
+class PricedCart(Journey):
+    """Trigger predicate on the event and the profile; branching on profile and event."""
+
+    name = "t_priced"
+    trigger = Trigger("Product Added", where=_worth_it)
+
+    async def steps(self) -> None:
+        if self.profile.traits.get("country") == "FR":
+            await self.send("rappel")
+        elif self.event is not None and float(self.event.properties["price"]) > 100:
+            await self.send("big_ticket")
+        else:
+            await self.send("reminder")
+
+
+class Careful(Journey):
+    """Suppression at entry on a profile trait."""
+
+    name = "t_careful"
+    trigger = Trigger("Subscription Cancelled")
+    goal = Goal("Subscription Started", within=timedelta(days=90))
+
+    def suppress(self) -> str | None:
+        return "negative_support" if self.profile.traits.get("negative_support") else None
+
+    async def steps(self) -> None:
+        await self.sleep(timedelta(days=7))
+        await self.send("we_miss_you")
+
+
+class Welcome(Journey):
+    """Send at once on entry: the event-to-first-send path."""
+
+    name = "t_welcome"
+    trigger = Trigger("Signed Up")
+    goal = Goal("Activated", within=timedelta(days=3))
+
+    async def steps(self) -> None:
+        await self.send("welcome")
+        await self.sleep(timedelta(days=1))
+        await self.send("tip")

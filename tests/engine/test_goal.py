@@ -1,0 +1,109 @@
+"""The goal ends a journey at once, whatever step it is in, and records the conversion."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from temporalio.client import WorkflowExecutionStatus
+
+from tests.engine.sample_journeys import Cart, Welcome
+
+MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+
+
+async def test_goal_during_a_sleep_ends_the_journey_with_no_further_send(stack_for):
+    stack = await stack_for(Cart)
+    user = stack.user()
+    await stack.track("Product Added", user, {"sku": "chair"})
+    await stack.advance("t_cart", user, 61 * MINUTE)
+    await stack.advance("t_cart", user, 5 * HOUR)  # sleeping before social proof
+    await stack.track("Order Completed", user, {"order_id": "o1", "revenue": 129.5})
+    result = await stack.result("t_cart", user)
+    assert (result.outcome, result.reason, result.messages_sent) == (
+        "converted",
+        "Order Completed",
+        1,
+    )
+    assert [m.template for m in stack.outbox(user)] == ["reminder"]
+    [run] = stack.runs(user)
+    assert run.outcome == "converted"
+    assert run.revenue == 129.5
+    assert run.messages_sent == 1
+    assert run.step == "sleep after reminder"  # where it was when the goal arrived
+    goal_offset = run.goal_at.replace(tzinfo=UTC) - run.entered_at.replace(tzinfo=UTC)
+    assert 6 * HOUR <= goal_offset < 6 * HOUR + 2 * MINUTE
+
+
+async def test_goal_while_waiting_for_inactivity_ends_it_before_any_send(stack_for):
+    stack = await stack_for(Cart)
+    user = stack.user()
+    await stack.track("Product Added", user, {"sku": "chair"})
+    await stack.advance("t_cart", user, 30 * MINUTE)
+    await stack.track("Order Completed", user, {"total": "80.00"})
+    result = await stack.result("t_cart", user)
+    assert result.outcome == "converted"
+    assert stack.outbox(user) == []
+    assert stack.runs(user)[0].revenue == 80.0
+
+
+async def test_goal_between_sends_stops_the_next_send(stack_for):
+    stack = await stack_for(Welcome)
+    user = stack.user()
+    await stack.track("Signed Up", user)
+    await stack.track("Activated", user)
+    await stack.result("t_welcome", user)
+    # The welcome may or may not have gone out before the goal landed; the tip never does.
+    assert "tip" not in [m.template for m in stack.outbox(user)]
+    assert stack.runs(user)[0].outcome == "converted"
+
+
+async def test_goal_stamped_before_the_entry_event_does_not_end_the_journey(stack_for):
+    stack = await stack_for(Cart)
+    user = stack.user()
+    entered = datetime.now(UTC)
+    await stack.track("Product Added", user, {"sku": "chair"}, timestamp=entered)
+    await stack.track("Order Completed", user, timestamp=entered - timedelta(hours=2))
+    await stack.advance("t_cart", user, 61 * MINUTE)
+    assert [m.template for m in stack.outbox(user)] == ["reminder"]
+    assert (await stack.state("t_cart", user)).outcome is None
+
+
+async def test_without_the_goal_the_journey_watches_until_its_window_closes(stack_for):
+    stack = await stack_for(Welcome)
+    user = stack.user()
+    await stack.track("Signed Up", user)
+    await stack.advance("t_welcome", user, 25 * HOUR)
+    assert [m.template for m in stack.outbox(user)] == ["welcome", "tip"]
+    state = await stack.state("t_welcome", user)
+    assert state.step == "watching_goal"
+    assert state.outcome is None
+
+    await stack.advance("t_welcome", user, 24 * HOUR)  # day 2: still inside the 3-day window
+    await stack.track("Activated", user)
+    result = await stack.result("t_welcome", user)
+    assert result.outcome == "converted"
+
+
+async def test_a_journey_whose_window_closes_without_the_goal_completes(stack_for):
+    stack = await stack_for(Welcome)
+    user = stack.user()
+    await stack.track("Signed Up", user)
+    await stack.advance("t_welcome", user, timedelta(days=3, minutes=1))
+    result = await stack.result("t_welcome", user)
+    assert result.outcome == "completed"
+    [run] = stack.runs(user)
+    assert (run.outcome, run.goal_at, run.revenue) == ("completed", None, None)
+
+
+async def test_the_same_event_delivered_twice_counts_once(stack_for):
+    stack = await stack_for(Cart)
+    user = stack.user()
+    await stack.track("Product Added", user, {"sku": "a"}, message_id="dup-1")
+    await stack.advance("t_cart", user, 50 * MINUTE)
+    await stack.track("Product Added", user, {"sku": "a"}, message_id="dup-1")  # a retry
+    await stack.advance("t_cart", user, 11 * MINUTE)  # 61 min after the first: not restarted
+    assert [m.template for m in stack.outbox(user)] == ["reminder"]
+    assert (await stack.state("t_cart", user)).events_received == 1
+    handle = stack.handle("t_cart", user)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING

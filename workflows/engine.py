@@ -1,0 +1,448 @@
+"""The journey engine: one Temporal workflow runs one journey for one user.
+
+Events reach it as the `event` signal (trigger events by signal-with-start). The engine keeps
+every event from the first instant, hands `@on` events to their handlers at once, and watches the
+goal throughout: every waiting primitive wakes on the goal and ends the journey, so a purchase
+during a sleep, a wait or between sends stops everything that follows. Held-out users run the
+same steps with sends recorded but not made, and both groups keep watching the goal until the
+attribution window closes. With a re-entry window the workflow stays open, refusing new entries,
+until the window has passed since entry.
+
+All side effects are activities; this module only decides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.entry import EntryActivities
+    from activities.recording import RecordingActivities
+    from activities.sending import SendingActivities
+    from workflows import registry
+    from workflows.errors import JourneyError
+    from workflows.identity import (
+        JOURNEY_GROUP,
+        JOURNEY_NAME,
+        JOURNEY_STEP,
+        JOURNEY_USER_ID,
+        user_key,
+    )
+    from workflows.journey import EventPredicate, Journey, JourneyExit
+    from workflows.models import (
+        EntryRequest,
+        Event,
+        Group,
+        JourneyInput,
+        JourneyResult,
+        JourneyState,
+        Outcome,
+        OutcomeRecord,
+        SendRequest,
+        StepRecord,
+    )
+
+RECORD_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
+}
+"""Database writes: retried until the database is back; each write is idempotent."""
+
+SEND_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=60),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=5)),
+}
+"""Sends: retried with backoff; the idempotency key makes a retry a no-op once delivered."""
+
+
+class _GoalReached(Exception):
+    """Unwinds `steps` the moment the goal has arrived."""
+
+
+@workflow.defn(name="Journey")
+class JourneyWorkflow:
+    """Runs the journey named in its input for one user; see the module docstring."""
+
+    @workflow.init
+    def __init__(self, input: JourneyInput) -> None:
+        self._input = input
+        self._entered_at = workflow.now()
+        self._events: list[Event] = []
+        self._seen: set[str] = set()
+        self._last_seen: dict[str, datetime] = {}
+        self._consumed: set[str] = set()
+        self._entry: Event | None = None
+        self._entry_index = -1
+        self._goal_event: Event | None = None
+        self._goal_at: datetime | None = None
+        self._group: Group | None = None
+        self._step = "entering"
+        self._next_wakeup: datetime | None = None
+        self._seq = 0
+        self._sent = 0
+        self._last_template: str | None = None
+        self._outcome: Outcome | None = None
+        self._outcome_reason: str | None = None
+        self._late_trigger: Event | None = None
+        self._refused = 0
+        self._error: str | None = None
+        self._journey: Journey | None = None
+        try:
+            self._journey = registry.get(input.journey)()
+        except JourneyError as err:
+            self._error = str(err)
+            return
+        self._journey.user_id = input.user_id
+        self._journey.event = None
+        self._journey.entered_at = self._entered_at
+        self._journey._runtime = self
+        if input.event is not None:
+            self.receive(input.event)
+
+    # Signal and query --------------------------------------------------------------------
+
+    @workflow.signal(name="event")
+    def receive(self, event: Event) -> None:
+        """Take one event: dedupe it, keep it, and apply goal, handlers and debounce clocks."""
+        journey = self._journey
+        if journey is None or event.message_id in self._seen:
+            return
+        self._seen.add(event.message_id)
+        if self._outcome is not None:
+            # The journey has ended: a trigger now is a new entry, or refused in cooldown.
+            if event.name in journey.trigger.events and self._late_trigger is None:
+                self._late_trigger = event
+            return
+        self._events.append(event)
+        self._last_seen[event.name] = workflow.now()
+        if self._entry is None and event.name in journey.trigger.events:
+            self._entry, self._entry_index = event, len(self._events) - 1
+            journey.event = event
+        goal = journey.goal
+        if (
+            goal is not None
+            and self._goal_event is None
+            and goal.matches(event)
+            and not self._older_than_entry(event)
+        ):
+            self._goal_event = event
+            self._goal_at = workflow.now()
+        for method in journey.handlers.get(event.name, ()):
+            getattr(journey, method)(event)
+
+    @workflow.query(name="state")
+    def state(self) -> JourneyState:
+        """Where the journey is: step, next wake-up, messages sent, group, outcome."""
+        return JourneyState(
+            journey=self._input.journey,
+            user_id=self._input.user_id,
+            group=self._group,
+            step=self._step,
+            next_wakeup=self._next_wakeup,
+            messages_sent=self._sent,
+            entered_at=self._entered_at,
+            events_received=len(self._events),
+            outcome=self._outcome,
+            outcome_reason=self._outcome_reason,
+        )
+
+    # The run -------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: JourneyInput) -> JourneyResult:
+        """Enter, run the steps, watch the goal to the end of its window, record the outcome."""
+        journey = self._journey
+        if journey is None:
+            raise ApplicationError(self._error, type="UnknownJourney", non_retryable=True)
+        workflow.upsert_search_attributes(
+            [
+                JOURNEY_NAME.value_set(input.journey),
+                JOURNEY_USER_ID.value_set(user_key(input.user_id)),
+                JOURNEY_STEP.value_set(self._step),
+            ]
+        )
+        info = workflow.info()
+        entry = await workflow.execute_activity_method(
+            EntryActivities.enter_journey,
+            EntryRequest(
+                run_id=info.run_id,
+                workflow_id=info.workflow_id,
+                journey=input.journey,
+                user_id=input.user_id,
+                holdout=journey.holdout,
+                entered_at=self._entered_at,
+                event=self._entry,
+            ),
+            **RECORD_OPTIONS,
+        )
+        self._group = journey.group = entry.group
+        journey.profile = entry.profile
+        workflow.upsert_search_attributes([JOURNEY_GROUP.value_set(entry.group)])
+
+        outcome, reason = await self._run_steps(journey)
+        await self._finish(outcome, reason)
+        await self._cooldown(journey)
+        if self._late_trigger is not None:
+            # A trigger arrived as the journey closed, after any re-entry window: enter again.
+            workflow.continue_as_new(
+                JourneyInput(journey=input.journey, user_id=input.user_id, event=self._late_trigger)
+            )
+        return JourneyResult(
+            outcome=outcome, reason=reason, group=self._group, messages_sent=self._sent
+        )
+
+    async def _run_steps(self, journey: Journey) -> tuple[Outcome, str | None]:
+        suppressed = journey.suppress()
+        if suppressed:
+            return "suppressed", suppressed
+        try:
+            if self._goal_event is None:
+                await journey.steps()
+        except _GoalReached:
+            pass
+        except JourneyExit as exit:
+            return "exited", exit.reason
+        goal = journey.goal
+        if goal is not None and self._goal_event is None:
+            window_end = self._entered_at + goal.within
+            if workflow.now() < window_end:
+                await self._wait(
+                    "watching_goal", "watching_goal", window_end, lambda: False, check_goal=False
+                )
+        if self._goal_event is None:
+            return "completed", None
+        if (
+            goal is not None
+            and self._goal_at is not None
+            and self._goal_at <= self._entered_at + goal.within
+        ):
+            return "converted", self._goal_event.name
+        return "exited", "goal_after_window"
+
+    async def _finish(self, outcome: Outcome, reason: str | None) -> None:
+        self._outcome, self._outcome_reason = outcome, reason
+        reached = self._step
+        self._step, self._next_wakeup = "done", None
+        goal_event = self._goal_event if outcome == "converted" else None
+        await workflow.execute_activity_method(
+            RecordingActivities.record_outcome,
+            OutcomeRecord(
+                run_id=workflow.info().run_id,
+                outcome=outcome,
+                at=workflow.now(),
+                reason=reason,
+                step=reached,
+                messages_sent=self._sent,
+                goal_at=self._goal_at if goal_event else None,
+                revenue=_revenue(goal_event) if goal_event else None,
+            ),
+            **RECORD_OPTIONS,
+        )
+        workflow.upsert_search_attributes([JOURNEY_STEP.value_set("done")])
+
+    async def _cooldown(self, journey: Journey) -> None:
+        if journey.reentry is None or self._outcome == "suppressed":
+            return
+        until = self._entered_at + journey.reentry
+        if workflow.now() >= until:
+            return
+        self._set_step("cooldown", until)
+        while workflow.now() < until:
+            self._late_trigger = None  # triggers inside the window are refused
+            try:
+                await workflow.wait_condition(
+                    lambda: self._late_trigger is not None, timeout=until - workflow.now()
+                )
+                self._refused += 1
+            except TimeoutError:
+                break
+        self._late_trigger = None
+        self._step, self._next_wakeup = "done", None
+        workflow.upsert_search_attributes([JOURNEY_STEP.value_set("done")])
+
+    # The runtime the Journey primitives call ------------------------------------------------
+
+    def now(self) -> datetime:
+        return workflow.now()
+
+    @property
+    def events(self) -> list[Event]:
+        return list(self._events)
+
+    @property
+    def messages_sent(self) -> int:
+        return self._sent
+
+    async def sleep_until(self, when: datetime, step: str | None) -> None:
+        await self._wait("sleep", step or self._label("sleep"), when, lambda: False)
+
+    async def wait_for(
+        self,
+        events: tuple[str, ...],
+        timeout: timedelta,
+        where: EventPredicate | None,
+        step: str | None,
+    ) -> Event | None:
+        def find() -> Event | None:
+            for event in self._events[self._entry_index + 1 :]:
+                if (
+                    event.name in events
+                    and event.message_id not in self._consumed
+                    and (where is None or where(event))
+                ):
+                    return event
+            return None
+
+        label = step or self._label("wait_for " + " | ".join(events))
+        await self._wait("wait_for", label, workflow.now() + timeout, lambda: find() is not None)
+        found = find()
+        if found is not None:
+            self._consumed.add(found.message_id)
+        return found
+
+    async def inactive_for(
+        self, duration: timedelta, events: tuple[str, ...], step: str | None
+    ) -> None:
+        label = step or self._label("inactive_for")
+
+        def last_activity() -> datetime:
+            seen = [self._last_seen[name] for name in events if name in self._last_seen]
+            return max([self._entered_at, *seen])
+
+        first = True
+        while True:
+            last = last_activity()
+            await self._wait(
+                "inactive_for",
+                label,
+                last + duration,
+                lambda last=last: last_activity() != last,  # type: ignore[misc]
+                record=first,
+            )
+            first = False
+            if workflow.now() >= last_activity() + duration:
+                return
+
+    async def send(self, template: str, context: dict[str, Any]) -> bool:
+        self._check_goal()
+        label = f"send {template}"
+        seq = self._next_seq()
+        self._set_step(label, None)
+        info = workflow.info()
+        if self._group == "holdout":
+            await self._record(
+                StepRecord(
+                    run_id=info.run_id,
+                    seq=seq,
+                    kind="send",
+                    name=template,
+                    at=workflow.now(),
+                    status="held_out",
+                )
+            )
+            self._last_template = template  # same step names in both groups
+            self._check_goal()
+            return False
+        result = await workflow.execute_activity_method(
+            SendingActivities.send_message,
+            SendRequest(
+                idempotency_key=f"{info.workflow_id}/{info.run_id}/{seq}",
+                run_id=info.run_id,
+                seq=seq,
+                journey=self._input.journey,
+                user_id=self._input.user_id,
+                template=template,
+                context=context,
+                at=workflow.now(),
+            ),
+            **SEND_OPTIONS,
+        )
+        delivered = result.status in ("sent", "duplicate")
+        if delivered:
+            self._sent += 1
+            self._last_template = template
+        self._check_goal()
+        return delivered
+
+    # Internals ------------------------------------------------------------------------------
+
+    async def _wait(
+        self,
+        kind: str,
+        label: str,
+        until: datetime,
+        done: Callable[[], bool],
+        *,
+        check_goal: bool = True,
+        record: bool = True,
+    ) -> None:
+        """Wait until `until` or `done()`; the goal's arrival always cuts the wait short."""
+        if check_goal:
+            self._check_goal()
+        self._set_step(label, until)
+        if record:
+            await self._record(
+                StepRecord(
+                    run_id=workflow.info().run_id,
+                    seq=self._next_seq(),
+                    kind=kind,
+                    name=label,
+                    at=workflow.now(),
+                    until=until,
+                )
+            )
+        remaining = until - workflow.now()
+        if remaining > timedelta(0) and not done():
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._goal_event is not None or done(), timeout=remaining
+                )
+        self._next_wakeup = None
+        if check_goal:
+            self._check_goal()
+
+    async def _record(self, step: StepRecord) -> None:
+        await workflow.execute_activity_method(
+            RecordingActivities.record_step, step, **RECORD_OPTIONS
+        )
+
+    def _check_goal(self) -> None:
+        if self._goal_event is not None:
+            raise _GoalReached()
+
+    def _set_step(self, label: str, wakeup: datetime | None) -> None:
+        self._step, self._next_wakeup = label, wakeup
+        workflow.upsert_search_attributes([JOURNEY_STEP.value_set(label)])
+
+    def _label(self, kind: str) -> str:
+        """A step's default name: the primitive, and which message it follows."""
+        return f"{kind} after {self._last_template}" if self._last_template else kind
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _older_than_entry(self, event: Event) -> bool:
+        """A goal stamped before the entry event happened before the journey: it does not count."""
+        return self._entry is not None and event.timestamp < self._entry.timestamp
+
+
+def _revenue(event: Event) -> float | None:
+    """The goal's revenue: its `revenue`, `value` or `total` property, whichever comes first."""
+    for key in ("revenue", "value", "total"):
+        value = event.properties.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                continue
+    return None

@@ -1,0 +1,302 @@
+"""The authoring API: a journey is one class that reads like the seed's description of it.
+
+    class CartRecovery(Journey):
+        name = "cart_recovery"
+        trigger = Trigger("Product Added")
+        goal = Goal("Order Completed", within=timedelta(days=7))
+        holdout = 0.15
+        reentry = timedelta(days=7)
+
+        async def steps(self) -> None:
+            await self.inactive_for(timedelta(minutes=60))
+            await self.send("reminder", items=self.items)
+
+Everything about *when* a journey runs sits in its declaration (trigger, goal, holdout, re-entry);
+`steps` says what it does, with primitives named after the domain rather than after Temporal.
+The engine (workflows/engine.py) runs it inside a Temporal workflow, so `steps` must be
+deterministic: no I/O, no wall clock, no randomness; use the primitives and `self.now()`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, NoReturn, Protocol, TypeVar
+
+from workflows import registry
+from workflows.errors import JourneyDefinitionError
+from workflows.models import Event, Group, Profile
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+EventPredicate = Callable[[Event], bool]
+TriggerPredicate = Callable[[Event, Profile], bool]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Trigger:
+    """The event(s) that start a journey, with an optional test on the event and the profile.
+
+    Args:
+        *events: event names, any of which starts the journey.
+        where: called as `where(event, profile)`; the journey starts only when it returns True.
+    """
+
+    def __init__(self, *events: str, where: TriggerPredicate | None = None) -> None:
+        if not events:
+            raise JourneyDefinitionError("Trigger needs at least one event name")
+        self.events: tuple[str, ...] = events
+        self.where = where
+
+    def matches(self, event: Event, profile: Profile) -> bool:
+        """Whether `event` from a user with `profile` starts this journey."""
+        return event.name in self.events and (
+            self.where is None or bool(self.where(event, profile))
+        )
+
+    def __repr__(self) -> str:
+        return f"Trigger({', '.join(map(repr, self.events))})"
+
+
+class Goal:
+    """The event(s) that mean the journey worked; arrival ends it at once.
+
+    Args:
+        *events: event names, any of which is the goal.
+        within: the attribution window, from entry; a goal after it ends the journey
+            without counting as a conversion.
+        where: called as `where(event)`; only matching events count.
+    """
+
+    def __init__(
+        self, *events: str, within: timedelta, where: EventPredicate | None = None
+    ) -> None:
+        if not events:
+            raise JourneyDefinitionError("Goal needs at least one event name")
+        if within <= timedelta(0):
+            raise JourneyDefinitionError("Goal window `within` must be positive")
+        self.events: tuple[str, ...] = events
+        self.within = within
+        self.where = where
+
+    def matches(self, event: Event) -> bool:
+        """Whether `event` is this goal."""
+        return event.name in self.events and (self.where is None or bool(self.where(event)))
+
+    def __repr__(self) -> str:
+        return f"Goal({', '.join(map(repr, self.events))}, within={self.within!r})"
+
+
+def on(*events: str) -> Callable[[F], F]:
+    """Mark a method as the handler of other events that update journey state.
+
+    The method is called as `method(self, event)` the moment an event arrives, whatever step
+    the journey is in (items added to or removed from a cart, say). It must not await.
+    """
+    if not events:
+        raise JourneyDefinitionError("@on needs at least one event name")
+
+    def mark(fn: F) -> F:
+        fn.__journey_events__ = events  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+class JourneyExit(Exception):
+    """Raised by `Journey.exit` to leave a journey early; the engine records outcome "exited"."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Runtime(Protocol):
+    """What the engine gives a journey instance; see workflows/engine.py."""
+
+    def now(self) -> datetime: ...
+    async def sleep_until(self, when: datetime, step: str | None) -> None: ...
+    async def wait_for(
+        self,
+        events: tuple[str, ...],
+        timeout: timedelta,
+        where: EventPredicate | None,
+        step: str | None,
+    ) -> Event | None: ...
+    async def inactive_for(
+        self, duration: timedelta, events: tuple[str, ...], step: str | None
+    ) -> None: ...
+    async def send(self, template: str, context: dict[str, Any]) -> bool: ...
+    @property
+    def events(self) -> list[Event]: ...
+    @property
+    def messages_sent(self) -> int: ...
+
+
+class Journey:
+    """Base class of every journey. Subclass it, declare when it runs, and write `steps`.
+
+    Class attributes:
+        name: unique, lowercase with underscores; part of workflow IDs and search attributes.
+        trigger: the events that start the journey for a user.
+        goal: the events that end it as a success, with the attribution window.
+        holdout: the share of users held out (0.15 = 15 %); they get the same timers, no sends.
+        reentry: refuse to start again for a user within this time of their last entry.
+        listens: further event names that `wait_for` or `inactive_for` use; the webhook routes
+            these to running journeys. Trigger, goal and `@on` events are included already.
+
+    Available from `steps` on: `user_id`, `event` (the entry event), `profile`, `group`,
+    `entered_at`, `events` (all received), `messages_sent` and `now()`.
+    """
+
+    name: ClassVar[str]
+    trigger: ClassVar[Trigger]
+    goal: ClassVar[Goal | None] = None
+    holdout: ClassVar[float] = 0.0
+    reentry: ClassVar[timedelta | None] = None
+    listens: ClassVar[tuple[str, ...]] = ()
+
+    handlers: ClassVar[dict[str, tuple[str, ...]]] = {}
+    """Event name -> names of the `@on` methods that handle it (collected per class)."""
+
+    user_id: str
+    event: Event | None
+    profile: Profile
+    group: Group
+    entered_at: datetime
+    _runtime: _Runtime
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers: dict[str, list[str]] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                for event in getattr(value, "__journey_events__", ()):
+                    names = handlers.setdefault(event, [])
+                    if attr not in names:
+                        names.append(attr)
+        cls.handlers = {event: tuple(names) for event, names in handlers.items()}
+        if "name" not in vars(cls) and not hasattr(cls, "name"):
+            return  # an abstract base journey: nothing to register
+        _validate(cls)
+        registry.register(cls)
+
+    # Declaration helpers --------------------------------------------------------------------
+
+    @classmethod
+    def events_of_interest(cls) -> frozenset[str]:
+        """Every event name a running journey of this kind wants delivered."""
+        names = set(cls.trigger.events) | set(cls.listens) | set(cls.handlers)
+        if cls.goal is not None:
+            names |= set(cls.goal.events)
+        return frozenset(names)
+
+    # What the author writes -----------------------------------------------------------------
+
+    async def steps(self) -> None:
+        """The journey itself: waits, sends and branches, top to bottom."""
+        raise NotImplementedError(f"{type(self).__name__} must define `async def steps(self)`")
+
+    def suppress(self) -> str | None:
+        """Return a reason to not run this journey for this user (checked at entry), else None."""
+        return None
+
+    # Primitives -----------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The journey's current time (durable and replay-safe; virtual under time skipping)."""
+        return self._runtime.now()
+
+    @property
+    def events(self) -> list[Event]:
+        """Every event this journey has received so far, in arrival order."""
+        return self._runtime.events
+
+    @property
+    def messages_sent(self) -> int:
+        """How many messages this journey has sent to its user."""
+        return self._runtime.messages_sent
+
+    async def sleep(self, duration: timedelta, *, step: str | None = None) -> None:
+        """Wait `duration` on a durable timer (the goal still ends the journey meanwhile)."""
+        await self._runtime.sleep_until(self.now() + duration, step)
+
+    async def sleep_until(self, when: datetime, *, step: str | None = None) -> None:
+        """Wait until `when` (returns at once if it has passed)."""
+        await self._runtime.sleep_until(when, step)
+
+    async def wait_for(
+        self,
+        *events: str,
+        timeout: timedelta,
+        where: EventPredicate | None = None,
+        step: str | None = None,
+    ) -> Event | None:
+        """Wait for the first of `events` received after entry, up to `timeout`.
+
+        Returns the event, or None on timeout. An event that arrived before this call (but
+        after entry) counts and is consumed, so a fast user is never missed; each event is
+        returned by at most one `wait_for`.
+        """
+        if not events:
+            raise JourneyDefinitionError("wait_for needs at least one event name")
+        undeclared = set(events) - self.events_of_interest()
+        if undeclared:
+            raise JourneyDefinitionError(
+                f"{type(self).__name__}.wait_for({', '.join(sorted(undeclared))}): add these "
+                "names to the journey's `listens` so the webhook delivers them"
+            )
+        return await self._runtime.wait_for(events, timeout, where, step)
+
+    async def inactive_for(
+        self,
+        duration: timedelta,
+        *,
+        events: tuple[str, ...] | None = None,
+        step: str | None = None,
+    ) -> None:
+        """Wait until none of `events` (default: the trigger's) has arrived for `duration`.
+
+        Each new matching event restarts the clock (debounce); events in between are kept,
+        so `@on` handlers see every one.
+        """
+        await self._runtime.inactive_for(duration, events or self.trigger.events, step)
+
+    async def send(self, template: str, **context: Any) -> bool:
+        """Send the message `template` to the user, exactly once, with `context` for rendering.
+
+        Returns True if it went out. A held-out user's send is recorded and skipped.
+        """
+        return await self._runtime.send(template, context)
+
+    def exit(self, reason: str) -> NoReturn:
+        """Leave the journey now; recorded as outcome "exited" with `reason`."""
+        raise JourneyExit(reason)
+
+
+def _validate(cls: type[Journey]) -> None:
+    where = f"journey class {cls.__module__}.{cls.__qualname__}"
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise JourneyDefinitionError(
+            f"{where}: `name` must be lowercase letters, digits and underscores, got {name!r}"
+        )
+    if "<locals>" in cls.__qualname__:
+        raise JourneyDefinitionError(
+            f"{where}: define journeys at a module's top level, where the worker can import them"
+        )
+    if not isinstance(getattr(cls, "trigger", None), Trigger):
+        raise JourneyDefinitionError(f"{where}: `trigger = Trigger(...)` is required")
+    if cls.goal is not None and not isinstance(cls.goal, Goal):
+        raise JourneyDefinitionError(f"{where}: `goal` must be a Goal(...) or None")
+    if not 0.0 <= float(cls.holdout) < 1.0:
+        raise JourneyDefinitionError(f"{where}: `holdout` must be in [0, 1), got {cls.holdout}")
+    if cls.reentry is not None and cls.reentry <= timedelta(0):
+        raise JourneyDefinitionError(f"{where}: `reentry` must be a positive timedelta or None")
+    if cls.steps is Journey.steps:
+        raise JourneyDefinitionError(f"{where}: define `async def steps(self) -> None`")
+    for event, methods in cls.handlers.items():
+        for method in methods:
+            if not callable(getattr(cls, method, None)):
+                raise JourneyDefinitionError(f"{where}: @on({event!r}) {method} is not callable")

@@ -1,0 +1,138 @@
+"""The data that crosses the workflow boundary: events in, state out, activity contracts.
+
+Every workflow, signal, query and activity takes one pydantic model, so a field can be added
+later without breaking the histories of journeys already running.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Group = Literal["treatment", "holdout"]
+"""A user's arm of a journey's holdout test."""
+
+Outcome = Literal["converted", "completed", "exited", "suppressed"]
+"""How a journey ended: goal reached in its window, ran to the end, left early, or never began."""
+
+
+class Event(BaseModel):
+    """One thing a user did, as a journey sees it (a Segment track call, normalised)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    user_id: str
+    message_id: str
+    timestamp: datetime
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Profile(BaseModel):
+    """What a journey may branch on about its user: traits without contact details."""
+
+    user_id: str
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+
+class JourneyInput(BaseModel):
+    """Starts one journey for one user; the entry event usually arrives as the start signal."""
+
+    journey: str
+    user_id: str
+    event: Event | None = None
+
+
+class JourneyState(BaseModel):
+    """A running journey's answer to the `state` query (shown in the Temporal UI)."""
+
+    journey: str
+    user_id: str
+    group: Group | None
+    step: str
+    next_wakeup: datetime | None
+    messages_sent: int
+    entered_at: datetime
+    events_received: int
+    outcome: Outcome | None = None
+    outcome_reason: str | None = None
+
+
+class JourneyResult(BaseModel):
+    """What a finished journey workflow returns."""
+
+    outcome: Outcome
+    reason: str | None = None
+    group: Group | None = None
+    messages_sent: int = 0
+
+
+# Activity contracts ---------------------------------------------------------------------------
+
+
+class EntryRequest(BaseModel):
+    """Asks the entry activity to assign the group, record the entry and load the profile."""
+
+    run_id: str
+    workflow_id: str
+    journey: str
+    user_id: str
+    holdout: float
+    entered_at: datetime
+    event: Event | None = None
+
+
+class Entry(BaseModel):
+    """The entry activity's answer: the user's group (recorded) and profile snapshot."""
+
+    group: Group
+    profile: Profile
+
+
+class StepRecord(BaseModel):
+    """One step a journey reached: a wait, a skipped send, a held-out send."""
+
+    run_id: str
+    seq: int
+    kind: str
+    name: str
+    at: datetime
+    status: str = "reached"
+    until: datetime | None = None
+    detail: str | None = None
+
+
+class SendRequest(BaseModel):
+    """One message a journey wants delivered once: `idempotency_key` is unique per run and step."""
+
+    idempotency_key: str
+    run_id: str
+    seq: int
+    journey: str
+    user_id: str
+    template: str
+    context: dict[str, Any] = Field(default_factory=dict)
+    at: datetime
+
+
+class SendResult(BaseModel):
+    """Whether the message went out now, had already gone out, or was not sent and why."""
+
+    status: Literal["sent", "duplicate", "skipped", "failed"]
+    message_id: str | None = None
+    reason: str | None = None
+
+
+class OutcomeRecord(BaseModel):
+    """A journey's end, recorded once per run."""
+
+    run_id: str
+    outcome: Outcome
+    at: datetime
+    reason: str | None = None
+    step: str
+    messages_sent: int
+    goal_at: datetime | None = None
+    revenue: float | None = None
