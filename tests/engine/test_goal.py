@@ -107,3 +107,23 @@ async def test_the_same_event_delivered_twice_counts_once(stack_for):
     assert (await stack.state("t_cart", user)).events_received == 1
     handle = stack.handle("t_cart", user)
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_a_suppressed_user_never_starts_and_the_reason_is_recorded(stack_for):
+    from tests.engine.sample_journeys import Careful
+
+    stack = await stack_for(Careful)
+    upset, fine = stack.user("upset", negative_support=True), stack.user("fine")
+    for user in (upset, fine):
+        await stack.track("Subscription Cancelled", user)
+    result = await stack.result("t_careful", upset)
+    assert (result.outcome, result.reason) == ("suppressed", "negative_support")
+    [run] = stack.runs(upset)
+    assert (run.outcome, run.outcome_reason, run.messages_sent) == (
+        "suppressed",
+        "negative_support",
+        0,
+    )
+    await stack.advance("t_careful", fine, timedelta(days=7, minutes=1))
+    assert [m.template for m in stack.outbox(fine)] == ["we_miss_you"]
+    assert stack.outbox(upset) == []
