@@ -75,7 +75,9 @@ def create_worker(
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
         workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.registry")
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                "workflows.registry", "workflows.errors"
+            )
         ),
     )
 

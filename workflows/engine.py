@@ -13,6 +13,7 @@ All side effects are activities; this module only decides.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -186,7 +187,12 @@ class JourneyWorkflow:
         journey.profile = entry.profile
         workflow.upsert_search_attributes([JOURNEY_GROUP.value_set(entry.group)])
 
-        outcome, reason = await self._run_steps(journey)
+        try:
+            outcome, reason = await self._run_steps(journey)
+        except asyncio.CancelledError:
+            # Cancelled by an operator (Temporal UI or CLI): record where it stopped, then stop.
+            await self._finish("exited", "cancelled")
+            raise
         await self._finish(outcome, reason)
         await self._cooldown(journey)
         if self._late_trigger is not None:

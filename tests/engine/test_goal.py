@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from temporalio.client import WorkflowExecutionStatus
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from tests.engine.sample_journeys import Cart, Welcome
+from workflows.engine import JourneyWorkflow
+from workflows.models import JourneyInput
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -127,3 +130,33 @@ async def test_a_suppressed_user_never_starts_and_the_reason_is_recorded(stack_f
     await stack.advance("t_careful", fine, timedelta(days=7, minutes=1))
     assert [m.template for m in stack.outbox(fine)] == ["we_miss_you"]
     assert stack.outbox(upset) == []
+
+
+async def test_a_journey_cancelled_from_the_ui_records_where_it_stopped(stack_for):
+    stack = await stack_for(Cart)
+    user = stack.user()
+    await stack.track("Product Added", user, {"sku": "a"})
+    await stack.advance("t_cart", user, 61 * MINUTE)
+    await stack.handle("t_cart", user).cancel()
+    with pytest.raises(WorkflowFailureError):
+        await stack.result("t_cart", user)
+    [run] = stack.runs(user)
+    assert (run.outcome, run.outcome_reason, run.step) == (
+        "exited",
+        "cancelled",
+        "sleep after reminder",
+    )
+    assert [m.template for m in stack.outbox(user)] == ["reminder"]
+
+
+async def test_a_workflow_started_for_an_unknown_journey_fails_with_a_clear_error(stack_for):
+    stack = await stack_for(Cart)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await stack.client.execute_workflow(
+            JourneyWorkflow.run,
+            JourneyInput(journey="no_such_journey", user_id="u"),
+            id=f"no_such_journey:{stack.user()}",
+            task_queue=stack.router.task_queue,
+            execution_timeout=timedelta(seconds=30),  # a regression fails, never hangs
+        )
+    assert "unknown journey 'no_such_journey'" in str(failure.value.cause)

@@ -91,7 +91,7 @@ def test_journeys_dev_runs_everything_and_ctrl_c_stops_everything(tmp_path):
     with Dev(tmp_path) as dev:
         for where in (
             f"127.0.0.1:{dev.temporal_port}",
-            f"http://localhost:{dev.ui_port}",
+            f"http://127.0.0.1:{dev.ui_port}",
             f"http://127.0.0.1:{dev.api_port}",
             "(generated",
         ):
