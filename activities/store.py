@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, case, delete, event, text, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -90,6 +91,70 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class EventReceipt(SQLModel, table=True):
+    """One accepted call, by messageId: the same message twice has one effect, on every replica.
+
+    `routed_at` is set only once Temporal has accepted every start and signal the call caused;
+    a retry of a call whose routing failed finds the receipt unrouted and routes it again (the
+    journeys themselves drop a message ID they have already seen).
+    """
+
+    __tablename__ = "event_receipts"
+
+    message_id: str = Field(primary_key=True, max_length=255)
+    user_id: str = Field(max_length=255)
+    kind: str = Field(max_length=16)
+    event: str | None = Field(default=None, max_length=200)
+    received_at: datetime = Field(default_factory=utcnow, index=True)
+    routed_at: datetime | None = None
+    result: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+
+
+class EventSummary(SQLModel, table=True):
+    """Per user and event name: how often, first and last seen, and the last properties.
+
+    What segment entry ("never did X", "inactive for 60 days") and personalisation read;
+    indexed on (event, last_seen) for those selections.
+    """
+
+    __tablename__ = "event_summaries"
+    __table_args__ = (Index("ix_event_summaries_event_last_seen", "event", "last_seen"),)
+
+    user_id: str = Field(primary_key=True, max_length=255)
+    event: str = Field(primary_key=True, max_length=200)
+    count: int = 0
+    first_seen: datetime
+    last_seen: datetime
+    last_properties: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+
+
+class UserAlias(SQLModel, table=True):
+    """Another system's ID for one of our users (a Stripe customer, a Shopify customer)."""
+
+    __tablename__ = "user_aliases"
+
+    kind: str = Field(primary_key=True, max_length=64)
+    value: str = Field(primary_key=True, max_length=255)
+    user_id: str = Field(max_length=255)
+
+
+ALIAS_TRAITS = ("stripe_customer_id", "shopify_customer_id")
+"""Traits that, set by identify, let a source's webhook find the user by that system's ID."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the store knew of a call when it arrived: new, or seen (and maybe routed) before."""
+
+    new: bool
+    routed: bool
+    result: list[dict[str, Any]] | None = None
+    profile: ProfileRow | None = None
+    """The user's profile as this call left it (so routing need not read it again)."""
+
+
 class Store:
     """The database: an engine, sessions, and the few queries everyone needs."""
 
@@ -143,6 +208,118 @@ class Store:
                 return row
         raise RuntimeError(f"could not upsert profile {user_id!r}")
 
+    def receive(
+        self,
+        *,
+        message_id: str,
+        user_id: str,
+        kind: str,
+        at: datetime,
+        event: str | None = None,
+        properties: dict[str, Any] | None = None,
+        traits: dict[str, Any] | None = None,
+    ) -> Receipt:
+        """Record an incoming call once: receipt, profile traits and event summary together.
+
+        A message ID already received changes nothing and returns the earlier receipt.
+        """
+        at = _utc(at)
+        receipts = EventReceipt.__table__  # type: ignore[attr-defined]
+        for _ in range(3):  # a concurrent first write of the same profile loses once, then merges
+            # Core statements, not the ORM: this runs once per event on the hot path.
+            try:
+                with self.engine.begin() as conn:
+                    inserted = conn.execute(
+                        _insert(self.engine, receipts)
+                        .values(
+                            message_id=message_id,
+                            user_id=user_id,
+                            kind=kind,
+                            event=event,
+                            received_at=utcnow(),
+                        )
+                        .on_conflict_do_nothing(index_elements=["message_id"])
+                    ).rowcount
+                    if not inserted:
+                        seen = conn.execute(
+                            select(receipts.c.routed_at, receipts.c.result).where(
+                                receipts.c.message_id == message_id
+                            )
+                        ).first()
+                        routed = seen is not None and seen.routed_at is not None
+                        return Receipt(
+                            new=False, routed=routed, result=seen.result if seen else None
+                        )
+                    profile = self._merge_traits(conn, user_id, traits) if traits else None
+                    if event is not None:
+                        conn.execute(_summary_upsert(self.engine, user_id, event, at, properties))
+                    return Receipt(new=True, routed=False, profile=profile)
+            except IntegrityError:  # a racing first insert of this profile won: merge again
+                continue
+        raise RuntimeError(f"could not record message {message_id!r}")
+
+    def mark_routed(self, message_id: str, result: list[dict[str, Any]]) -> None:
+        """Temporal accepted everything this call caused: later duplicates answer with `result`."""
+        receipts = EventReceipt.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(receipts)
+                .where(receipts.c.message_id == message_id)
+                .values(routed_at=utcnow(), result=result)
+            )
+
+    def prune_receipts(self, before: datetime) -> int:
+        """Forget receipts older than the dedupe window; returns how many went."""
+        with self.session() as session:
+            gone = session.execute(
+                delete(EventReceipt).where(EventReceipt.received_at < _utc(before))  # type: ignore[arg-type]
+            )
+            session.commit()
+            return int(gone.rowcount or 0)
+
+    def event_summary(self, user_id: str, event: str) -> EventSummary | None:
+        with self.session() as session:
+            return session.get(EventSummary, (user_id, event))
+
+    def resolve_alias(self, kind: str, value: str) -> str | None:
+        """Our user ID for another system's ID, if an identify call linked them."""
+        with self.session() as session:
+            alias = session.get(UserAlias, (kind, value))
+            return alias.user_id if alias else None
+
+    @staticmethod
+    def _merge_traits(conn: Connection, user_id: str, traits: dict[str, Any]) -> ProfileRow:
+        """Merge traits into the profile (raises IntegrityError if a racing insert won)."""
+        profiles = ProfileRow.__table__  # type: ignore[attr-defined]
+        current = conn.execute(
+            select(profiles.c.email, profiles.c.traits).where(profiles.c.user_id == user_id)
+        ).first()
+        email = traits.get("email") if isinstance(traits.get("email"), str) else None
+        merged = {**(current.traits if current else {}), **traits}
+        row = ProfileRow(
+            user_id=user_id,
+            email=email or (current.email if current else None),
+            traits=merged,
+            updated_at=utcnow(),
+        )
+        values = {"email": row.email, "traits": merged, "updated_at": row.updated_at}
+        if current is None:
+            conn.execute(profiles.insert().values(user_id=user_id, **values))
+        else:
+            conn.execute(update(profiles).where(profiles.c.user_id == user_id).values(**values))
+        aliases = UserAlias.__table__  # type: ignore[attr-defined]
+        for kind in ALIAS_TRAITS:
+            value = traits.get(kind)
+            if isinstance(value, str | int) and str(value):
+                conn.execute(
+                    _insert(conn.engine, aliases)
+                    .values(kind=kind, value=str(value), user_id=user_id)
+                    .on_conflict_do_update(
+                        index_elements=["kind", "value"], set_={"user_id": user_id}
+                    )
+                )
+        return row
+
     # Journey runs ---------------------------------------------------------------------------
 
     def insert_once(self, row: SQLModel) -> bool:
@@ -184,6 +361,56 @@ class Store:
             if user_id:
                 query = query.where(OutboxMessage.user_id == user_id)
             return list(session.exec(query))
+
+
+def _utc(when: datetime) -> datetime:
+    """Aware and in UTC, so comparisons agree on SQLite (text) and PostgreSQL."""
+    return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _insert(engine: Engine, table: Any) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL alike)."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+def _summary_upsert(
+    engine: Engine, user_id: str, event: str, at: datetime, properties: dict[str, Any] | None
+) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE, so concurrent replicas never lose a count.
+
+    Out-of-order events keep first_seen the earliest, last_seen the latest, and the properties
+    of the latest.
+    """
+    table = EventSummary.__table__  # type: ignore[attr-defined]
+    statement = _insert(engine, table).values(
+        user_id=user_id,
+        event=event,
+        count=1,
+        first_seen=at,
+        last_seen=at,
+        last_properties=properties or {},
+    )
+    new = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=["user_id", "event"],
+        set_={
+            "count": table.c.count + 1,
+            "first_seen": case(
+                (new.first_seen < table.c.first_seen, new.first_seen), else_=table.c.first_seen
+            ),
+            "last_seen": case(
+                (new.last_seen > table.c.last_seen, new.last_seen), else_=table.c.last_seen
+            ),
+            "last_properties": case(
+                (new.last_seen >= table.c.last_seen, new.last_properties),
+                else_=table.c.last_properties,
+            ),
+        },
+    )
 
 
 def _engine(url: str) -> Engine:

@@ -1,7 +1,10 @@
-"""The HTTP API: events in (Segment's track spec), health out.
+"""The HTTP API: events in (the Segment spec, and sources' own webhooks), health out.
 
-    POST /v1/track   a Segment track call; 200 once Temporal has accepted every start and signal
-    GET  /healthz    200 only when Temporal and the database answer
+    POST /v1/track      a Segment track call; 200 once Temporal accepted every start and signal
+    POST /v1/identify   a Segment identify call: profile traits (email, timezone, consent, ...)
+    POST /v1/batch      up to 500 calls, answered per item
+    POST /v1/sources/*  Shopify, Stripe, Standard Webhooks and Segment, by their own signatures
+    GET  /healthz       200 only when Temporal and the database answer
 
 Errors say what is wrong: malformed JSON 400, a missing or wrong API key 401, a body over 1 MB
 413, a schema error 422 naming the field, Temporal or the database unreachable 503 with
@@ -14,25 +17,24 @@ import asyncio
 import hmac
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from activities.store import Store
-from starter.routing import Router, TemporalUnavailable
+from starter.calls import BatchCall, Call, IdentifyCall, TrackCall
+from starter.ingest import Accepted, Delivered, Ingestor, Unavailable
+from starter.routing import Router
 from starter.settings import Settings
 from workflows import registry
 from workflows.journey import Journey
-from workflows.models import Event
 
 log = logging.getLogger("journeys.api")
 
@@ -42,61 +44,34 @@ MAX_BODY = 1_000_000
 RETRY_AFTER = "5"
 
 
-class TrackCall(BaseModel):
-    """A Segment track call (https://segment.com/docs/connections/spec/track/)."""
+class Rejected(BaseModel):
+    """A batch item that failed validation: nothing of it was taken."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["track"] = "track"
-    event: str = Field(min_length=1, max_length=200)
-    userId: str | None = Field(default=None, min_length=1, max_length=255)
-    anonymousId: str | None = Field(default=None, min_length=1, max_length=255)
-    messageId: str | None = Field(default=None, min_length=1, max_length=255)
-    timestamp: datetime | None = None
-    originalTimestamp: datetime | None = None
-    sentAt: datetime | None = None
-    receivedAt: datetime | None = None
-    properties: dict[str, Any] = Field(default_factory=dict)
-    context: dict[str, Any] = Field(default_factory=dict)
-    integrations: dict[str, Any] = Field(default_factory=dict)
-    channel: str | None = None
-    version: int | str | None = None
-
-    @model_validator(mode="after")
-    def _needs_an_identity(self) -> TrackCall:
-        if not self.userId and not self.anonymousId:
-            raise ValueError("userId or anonymousId is required")
-        return self
-
-    def to_event(self) -> Event:
-        """The event as journeys see it: one user ID, one message ID, one timestamp."""
-        when = self.timestamp or self.originalTimestamp or datetime.now(UTC)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return Event(
-            name=self.event,
-            user_id=self.userId or self.anonymousId or "",
-            message_id=self.messageId or f"api-{uuid.uuid4()}",
-            timestamp=when,
-            properties=self.properties,
-        )
+    field: str
+    error: str
 
 
-class Delivered(BaseModel):
-    journey: str
-    workflowId: str
-    action: str
+class BatchItem(BaseModel):
+    """What became of one call in a batch."""
+
+    index: int
+    messageId: str | None = None
+    status: Literal["accepted", "duplicate", "ignored", "rejected", "unavailable"]
+    journeys: list[Delivered] = []
+    errors: list[Rejected] = []
 
 
-class TrackAccepted(BaseModel):
-    """Every start and signal this event caused, accepted by Temporal."""
+class BatchAccepted(BaseModel):
+    """Per item, in the order sent. 503 when any item could not be taken now (retry the batch:
+    items already taken answer "duplicate")."""
 
-    messageId: str
-    journeys: list[Delivered]
+    results: list[BatchItem]
 
 
-class Unavailable(Exception):
-    """Temporal or the database could not be reached; the caller should retry."""
+IGNORED_TYPES = frozenset({"page", "screen", "group", "alias", "delete"})
+"""Segment call types a destination forwards that no journey uses: taken and ignored."""
+
+_CALL = TypeAdapter(Call)
 
 
 def create_app(
@@ -121,6 +96,7 @@ def create_app(
             journeys if journeys is not None else registry.load_modules(settings.journey_modules)
         )
         app.state.router = Router(app.state.client, app.state.store, loaded, settings.task_queue)
+        app.state.ingestor = Ingestor(app.state.store, app.state.router)
         yield
         if own_store:
             app.state.store.dispose()
@@ -180,42 +156,46 @@ def create_app(
             headers={"Retry-After": RETRY_AFTER},
         )
 
+    def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+        """Document the body we parse ourselves (raw bytes, so malformed JSON is a clear 400)."""
+        schema = {"application/json": {"schema": model.model_json_schema()}}
+        return {"requestBody": {"required": True, "content": schema}}
+
+    def ingestor(request: Request) -> Ingestor:
+        return request.app.state.ingestor  # type: ignore[no-any-return]
+
     @app.post(
-        "/v1/track",
-        dependencies=[Depends(require_key)],
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": TrackCall.model_json_schema()}},
-            }
-        },
+        "/v1/track", dependencies=[Depends(require_key)], openapi_extra=body_schema(TrackCall)
     )
-    async def track(request: Request) -> TrackAccepted:
-        """Record a track call and deliver it to every journey it starts or reaches."""
-        call = await _parse(request, TrackCall)
-        event = call.to_event()
-        store: Store = request.app.state.store
-        traits = call.context.get("traits")
-        try:
-            if isinstance(traits, dict) and traits:
-                email = traits.get("email") if isinstance(traits.get("email"), str) else None
-                await asyncio.to_thread(
-                    store.upsert_profile, event.user_id, email=email, traits=traits
-                )
-            deliveries = await request.app.state.router.route(event)
-        except TemporalUnavailable as err:
-            log.warning("event %s not accepted: %s", event.message_id, err)
-            raise Unavailable("Temporal") from err
-        except Exception as err:
-            if _is_database_error(err):
-                raise Unavailable("database") from err
-            raise
-        return TrackAccepted(
-            messageId=event.message_id,
-            journeys=[
-                Delivered(journey=d.journey, workflowId=d.workflow_id, action=d.action)
-                for d in deliveries
-            ],
+    async def track(request: Request) -> Accepted:
+        """Record a track call and deliver it to every journey it starts or reaches.
+
+        200 only once Temporal has accepted every start and signal; the same messageId again
+        answers "duplicate" and changes nothing.
+        """
+        return await ingestor(request).track(await _parse(request, TrackCall))
+
+    @app.post(
+        "/v1/identify",
+        dependencies=[Depends(require_key)],
+        openapi_extra=body_schema(IdentifyCall),
+    )
+    async def identify(request: Request) -> Accepted:
+        """Merge traits into the user's profile: email, name, timezone, consent, any trait."""
+        return await ingestor(request).identify(await _parse(request, IdentifyCall))
+
+    @app.post(
+        "/v1/batch", dependencies=[Depends(require_key)], openapi_extra=body_schema(BatchCall)
+    )
+    async def batch(request: Request) -> JSONResponse:
+        """Several calls at once, answered per item; 503 if any item could not be taken now."""
+        call = await _parse(request, BatchCall)
+        results = await _take_batch(ingestor(request), call)
+        unavailable = any(item.status == "unavailable" for item in results)
+        return JSONResponse(
+            BatchAccepted(results=results).model_dump(mode="json"),
+            status_code=503 if unavailable else 200,
+            headers={"Retry-After": RETRY_AFTER} if unavailable else None,
         )
 
     @app.get("/healthz")
@@ -246,9 +226,14 @@ class _Unauthorized(Exception):
 
 async def _parse(request: Request, model: type[M]) -> M:
     """Validate the raw body as JSON whatever its Content-Type: 400 if not JSON, 422 if invalid."""
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise _TooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():  # stop reading at the limit, even without Content-Length
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _TooLarge()
+        chunks.append(chunk)
+    body = b"".join(chunks)
     try:
         json.loads(body)
     except ValueError as err:
@@ -267,7 +252,33 @@ class _TooLarge(Exception):
     pass
 
 
-def _is_database_error(err: Exception) -> bool:
-    from sqlalchemy.exc import OperationalError
-
-    return isinstance(err, OperationalError)
+async def _take_batch(ingestor: Ingestor, call: BatchCall) -> list[BatchItem]:
+    """Validate each item on its own (one bad item does not sink the rest), then take them."""
+    items: list[BatchItem] = []
+    calls: list[TrackCall | IdentifyCall] = []
+    positions: list[int] = []
+    for index, raw in enumerate(call.batch):
+        kind = raw.get("type")
+        if kind in IGNORED_TYPES:
+            items.append(BatchItem(index=index, messageId=raw.get("messageId"), status="ignored"))
+            continue
+        merged = {**raw, "context": {**call.context, **(raw.get("context") or {})}}
+        try:
+            parsed = _CALL.validate_python(merged)
+        except ValidationError as err:
+            errors = [
+                Rejected(field=".".join(str(p) for p in e["loc"][1:] or e["loc"]), error=e["msg"])
+                for e in err.errors(include_url=False)
+            ]
+            items.append(BatchItem(index=index, status="rejected", errors=errors))
+            continue
+        items.append(BatchItem(index=index, messageId=parsed.message_id, status="accepted"))
+        calls.append(parsed)
+        positions.append(index)
+    for position, outcome in zip(positions, await ingestor.many(calls), strict=True):
+        if isinstance(outcome, Accepted):
+            items[position].status = outcome.status
+            items[position].journeys = outcome.journeys
+        else:
+            items[position].status = "unavailable"
+    return items

@@ -58,7 +58,9 @@ def _run_api(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, access_log=False
+    )
     return 0
 
 

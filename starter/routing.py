@@ -16,7 +16,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.store import Store
+from activities.store import ProfileRow, Store
 from workflows.engine import JourneyWorkflow
 from workflows.identity import JOURNEY_NAME, JOURNEY_USER_ID, user_key, workflow_id
 from workflows.journey import Journey
@@ -47,12 +47,15 @@ class Router:
         self.journeys = journeys
         self.task_queue = task_queue
 
-    async def route(self, event: Event) -> list[Delivery]:
-        """Deliver `event` to every journey it concerns; raises if Temporal refuses any call."""
+    async def route(self, event: Event, profile: ProfileRow | None = None) -> list[Delivery]:
+        """Deliver `event` to every journey it concerns; raises if Temporal refuses any call.
+
+        `profile` is the user's profile when the caller has just read it; else it is loaded.
+        """
         interested = [j for j in self.journeys if event.name in j.events_of_interest()]
         if not interested:
             return []
-        row = await asyncio.to_thread(self.store.get_profile, event.user_id)
+        row = profile or await asyncio.to_thread(self.store.get_profile, event.user_id)
         profile = Profile(user_id=event.user_id, traits=row.traits if row else {})
         if row is not None and row.email:
             profile.traits.setdefault("email", row.email)

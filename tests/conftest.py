@@ -11,6 +11,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -175,6 +176,26 @@ async def stack_for(
         await worker.__aexit__(None, None, None)
 
 
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            await task  # raises what stopped it
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
 @dataclass
 class Api:
     """Our API served by uvicorn on a loopback port, and an HTTP client for it."""
@@ -183,33 +204,37 @@ class Api:
     key: str
     http: httpx.AsyncClient
     stack: Stack
+    settings: Settings
+    replica: Any
+    """`await api.replica()`: another API process's worth (own app and router), same database."""
 
 
 @pytest.fixture
 async def api_for(
     stack_for: Any, temporal: WorkflowEnvironment, store: Store
 ) -> AsyncIterator[Any]:
-    servers: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
+    """`await api_for(JourneyA, journeys_setting=value, ...)`: the API on a fresh worker."""
+    async with AsyncExitStack() as exits:
 
-    async def start(*journeys: type[Journey]) -> Api:
-        stack: Stack = await stack_for(*journeys)
-        key = uuid.uuid4().hex
-        settings = Settings(api_key=SecretStr(key), task_queue=stack.router.task_queue)
-        app = create_app(settings, client=temporal.client, store=store, journeys=list(journeys))
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            await asyncio.sleep(0.01)
-        url = f"http://127.0.0.1:{port}"
-        http = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"})
-        servers.append((server, task, http))
-        return Api(url, key, http, stack)
+        async def start(*journeys: type[Journey], **overrides: Any) -> Api:
+            stack: Stack = await stack_for(*journeys)
+            key = uuid.uuid4().hex
+            settings = Settings(
+                api_key=SecretStr(key), task_queue=stack.router.task_queue, **overrides
+            )
 
-    yield start
-    for server, task, http in servers:
-        await http.aclose()
-        server.should_exit = True
-        await task
+            async def replica() -> httpx.AsyncClient:
+                app = create_app(
+                    settings, client=temporal.client, store=store, journeys=list(journeys)
+                )
+                url = await exits.enter_async_context(serving(app))
+                return await exits.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+                    )
+                )
+
+            http = await replica()
+            return Api(str(http.base_url).rstrip("/"), key, http, stack, settings, replica)
+
+        yield start

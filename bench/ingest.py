@@ -1,0 +1,322 @@
+"""Ingestion benchmark: the API's event rate against the raw SDK rate, on the embedded stack.
+
+    .venv/bin/python -m bench.ingest [--events 2000] [--concurrency 50]
+
+Starts what `journeys dev` starts, as separate processes (Temporal dev server on a SQLite file
+with the WAL pragmas, `journeys worker`, `journeys api`), then measures, on the same server:
+1. raw: signal-with-start straight from the SDK, N workflows at concurrency C;
+2. api: POST /v1/track through the API, N events at concurrency C (every one a new journey);
+3. the API's latency at half its peak rate (open loop, a fixed arrival rate);
+4. event-to-first-send: a journey whose first step sends, from POST to the outbox row.
+Prints figures and the ratios the targets are stated in. Numbers, never assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from activities.store import Store
+from starter.dev import temporal_binary
+from workflows.engine import JourneyWorkflow
+from workflows.models import Event, JourneyInput
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def closed_loop(
+    n: int, concurrency: int, call: Callable[[int], Awaitable[None]]
+) -> tuple[float, list[float]]:
+    """Run `call(i)` n times with `concurrency` in flight; returns (rate/s, latencies in s)."""
+    latencies: list[float] = []
+    queue = iter(range(n))
+
+    async def lane() -> None:
+        for i in queue:
+            start = time.perf_counter()
+            await call(i)
+            latencies.append(time.perf_counter() - start)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return n / (time.perf_counter() - began), latencies
+
+
+async def open_loop(
+    rate: float, seconds: float, call: Callable[[int], Awaitable[None]]
+) -> list[float]:
+    """Start `call(i)` at a fixed arrival rate whatever the answers do; returns latencies."""
+    latencies: list[float] = []
+
+    async def timed(i: int) -> None:
+        start = time.perf_counter()
+        await call(i)
+        latencies.append(time.perf_counter() - start)
+
+    tasks = []
+    began = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = began + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(timed(i)))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+class Stack:
+    """Temporal dev server, worker and API as processes on free ports in a temporary folder."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.temporal_port, self.api_port = free_port(), free_port()
+        self.key = uuid.uuid4().hex
+        self.task_queue = "bench"
+        self.database_url = f"sqlite:///{data / 'journeys.db'}"
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}",
+            "JOURNEYS_DATABASE_URL": self.database_url,
+            "JOURNEYS_API_KEY": self.key,
+            "JOURNEYS_API_PORT": str(self.api_port),
+            "JOURNEYS_TASK_QUEUE": self.task_queue,
+            "JOURNEYS_JOURNEY_MODULES": '["workflows.journeys", "bench.journeys"]',
+        }
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        self.processes.append(
+            subprocess.Popen(
+                [
+                    temporal_binary(),
+                    "server",
+                    "start-dev",
+                    "--headless",
+                    "--ip",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.temporal_port),
+                    "--db-filename",
+                    str(self.data / "temporal.db"),
+                    "--sqlite-pragma",
+                    "journal_mode=wal",
+                    "--sqlite-pragma",
+                    "synchronous=normal",
+                    "--log-level",
+                    "error",
+                ],
+                start_new_session=True,
+            )
+        )
+        self._wait_port(self.temporal_port)
+        Store(self.database_url).create_all()
+        for command in ("worker", "api"):
+            self.processes.append(
+                subprocess.Popen(
+                    [str(BIN / "journeys"), command],
+                    env=self.env,
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        self._wait_port(self.api_port)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.send_signal(signal.SIGINT)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    @staticmethod
+    def _wait_port(port: int) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise SystemExit(f"nothing answered on port {port}")
+
+
+def track(user: str, event: str) -> dict[str, object]:
+    return {
+        "userId": user,
+        "event": event,
+        "messageId": f"m-{uuid.uuid4()}",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "properties": {"product_id": "p1", "cart_value": 42.0},
+        "context": {"traits": {"email": f"{user}@example.test"}},
+    }
+
+
+async def measure(stack: Stack, n: int, concurrency: int) -> None:
+    client = await Client.connect(
+        f"127.0.0.1:{stack.temporal_port}", data_converter=pydantic_data_converter
+    )
+    run = uuid.uuid4().hex[:6]
+
+    async def raw(i: int) -> None:
+        user = f"raw-{run}-{i}"
+        event = Event(
+            name="Product Added",
+            user_id=user,
+            message_id=f"raw-{run}-{i}",
+            timestamp=datetime.now(UTC),
+            properties={"product_id": "p1"},
+        )
+        await client.start_workflow(
+            JourneyWorkflow.run,
+            JourneyInput(journey="cart_recovery", user_id=user),
+            id=f"cart_recovery:{user}",
+            task_queue=stack.task_queue,
+            start_signal="event",
+            start_signal_args=[event],
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
+
+    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{stack.api_port}",
+        headers={"Authorization": f"Bearer {stack.key}"},
+        limits=limits,
+        timeout=60,
+    ) as http:
+        failures = 0
+
+        async def api(i: int, prefix: str = "api", event: str = "Product Added") -> None:
+            nonlocal failures
+            response = await http.post("/v1/track", json=track(f"{prefix}-{run}-{i}", event))
+            if response.status_code != 200:
+                failures += 1
+
+        store = Store(stack.database_url)
+        posted: dict[str, float] = {}
+
+        async def signup(i: int) -> None:
+            user = f"send-{run}-{i}"
+            posted[user] = datetime.now(UTC).timestamp()
+            await api(i, "send", "Signed Up")
+
+        async def sent(users: dict[str, float], within: float) -> list[float]:
+            deadline = time.monotonic() + within
+            while True:
+                rows = [m for m in store.outbox() if m.user_id in users]
+                if len(rows) >= len(users) or time.monotonic() > deadline:
+                    return [m.created_at.timestamp() - users[m.user_id] for m in rows]
+                await asyncio.sleep(0.5)
+
+        # Warm up (connections, the worker's sandbox), then event-to-send on a quiet system.
+        await open_loop(10, 2, lambda i: signup(i + 1_000_000))
+        await sent(dict(posted), 60)
+        posted.clear()
+        sends = max(200, n // 10)
+        await open_loop(20, sends / 20, signup)
+        delays = await sent(posted, 60)
+        await closed_loop(100, 10, lambda i: raw(i + 10_000_000))
+        await closed_loop(100, 10, lambda i: api(i, "warm"))
+
+        # Alternate rounds, so both paths meet the same background (the worker entering the
+        # journeys earlier rounds started competes for the same two cores).
+        raw_lat, api_lat, raw_time, api_time = [], [], 0.0, 0.0
+        rounds, per_round = 4, n // 4
+        for r in range(rounds):
+            began = time.perf_counter()
+            raw_lat += (await closed_loop(per_round, concurrency, lambda i, r=r: raw(r * n + i)))[1]
+            raw_time += time.perf_counter() - began
+            began = time.perf_counter()
+            api_lat += (await closed_loop(per_round, concurrency, lambda i, r=r: api(r * n + i)))[1]
+            api_time += time.perf_counter() - began
+        raw_rate, api_rate = rounds * per_round / raw_time, rounds * per_round / api_time
+        half = api_rate / 2
+        half_lat = await open_loop(half, 15, lambda i: api(i, "half"))
+
+        # How fast one worker enters the journeys the burst started (entry activity recorded).
+        started = 200 + 2 * rounds * per_round + int(half * 15)
+        drain_began = time.perf_counter()
+        entered_before = len(store.runs("cart_recovery"))
+        while time.perf_counter() - drain_began < 120:
+            entered = len(store.runs("cart_recovery"))
+            if entered >= started:
+                break
+            await asyncio.sleep(1)
+        drain_rate = (entered - entered_before) / (time.perf_counter() - drain_began)
+        store.dispose()
+
+    line = "-" * 72
+    print(line)
+    print(f"ingestion benchmark: {n} events, concurrency {concurrency}, {os.cpu_count()} cores")
+    print(line)
+    print(f"raw SDK signal-with-start   {raw_rate:8.1f} /s   p50 {_ms(raw_lat, 0.5)}  "
+          f"p99 {_ms(raw_lat, 0.99)}")  # fmt: skip
+    print(f"API POST /v1/track (peak)   {api_rate:8.1f} /s   p50 {_ms(api_lat, 0.5)}  "
+          f"p99 {_ms(api_lat, 0.99)}   failures {failures}")  # fmt: skip
+    print(f"ratio API / raw             {api_rate / raw_rate:8.2f}      (target >= 0.80)")
+    print(f"API at half peak ({half:5.1f}/s)  p50 {_ms(half_lat, 0.5)}  "
+          f"p99 {_ms(half_lat, 0.99)}   (target p99 < 1000 ms)")  # fmt: skip
+    if delays:
+        print(
+            f"event -> first send ({len(delays)} of {len(posted)} at 20/s)  "
+            f"p50 {_ms(delays, 0.5)}  p99 {_ms(delays, 0.99)}   (target p99 < 1000 ms)"
+        )
+    else:
+        print(f"event -> first send: none of {len(posted)} sends arrived within 60 s")
+    print(
+        f"worker backlog after the bursts: entering {drain_rate:6.1f} journeys/s "
+        f"({entered} of {started} entered)"
+    )
+    print(line)
+
+
+def _ms(values: list[float], q: float) -> str:
+    return f"{percentile(values, q) * 1000:7.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="journeys-bench-") as folder:
+        stack = Stack(Path(folder))
+        stack.start()
+        try:
+            asyncio.run(measure(stack, args.events, args.concurrency))
+        finally:
+            stack.stop()
+
+
+if __name__ == "__main__":
+    main()

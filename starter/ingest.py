@@ -1,0 +1,159 @@
+"""Ingestion: a call is recorded once, then delivered to every journey it concerns.
+
+The order is what makes an acknowledgement mean something:
+1. the receipt, profile traits and event summary are written in one transaction, keyed by
+   messageId (so a retried or replayed call, on any API replica, has one effect);
+2. the event is routed: Temporal accepts every start and signal, or the call fails;
+3. the receipt is marked routed, and only then does the sender get a 2xx.
+A failure at 2 leaves the receipt unrouted; the sender's retry routes it again, and journeys
+drop a message ID they have already taken, so nothing is lost and nothing happens twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, ParamSpec, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from activities.store import Receipt, Store
+from starter.calls import IdentifyCall, TrackCall
+from starter.routing import Router, TemporalUnavailable
+
+log = logging.getLogger("journeys.ingest")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEDUPE_WINDOW = timedelta(days=7)
+"""How long a messageId is remembered (Segment dedupes over about 24 hours)."""
+
+
+class Unavailable(Exception):
+    """Temporal or the database could not be reached; nothing of this call is reported done."""
+
+
+class Delivered(BaseModel):
+    """One journey this call started or reached."""
+
+    journey: str
+    workflowId: str
+    action: str
+
+
+class Accepted(BaseModel):
+    """A call taken for good: durably recorded and accepted by Temporal."""
+
+    messageId: str
+    status: Literal["accepted", "duplicate"] = "accepted"
+    journeys: list[Delivered] = []
+
+
+class Ingestor:
+    """Records calls and routes their events; shared by the API's endpoints and sources."""
+
+    def __init__(self, store: Store, router: Router) -> None:
+        self.store = store
+        self.router = router
+        self._pruned_at: datetime | None = None
+
+    async def track(self, call: TrackCall) -> Accepted:
+        """Record a track call (and its context traits) and route its event."""
+        event = call.to_event()
+        receipt = await self._receive(
+            message_id=event.message_id,
+            user_id=event.user_id,
+            kind="track",
+            at=event.timestamp,
+            event=event.name,
+            properties=event.properties,
+            traits=call.context_traits(),
+        )
+        if receipt.routed:
+            return _duplicate(event.message_id, receipt)
+        try:
+            deliveries = await self.router.route(event, receipt.profile)
+        except TemporalUnavailable as err:
+            log.warning("message %s not routed: %s", event.message_id, err)
+            raise Unavailable("Temporal") from err
+        delivered = [
+            Delivered(journey=d.journey, workflowId=d.workflow_id, action=d.action)
+            for d in deliveries
+        ]
+        await self._db(
+            self.store.mark_routed, event.message_id, [d.model_dump() for d in delivered]
+        )
+        # Routed now, so accepted now (an earlier attempt that failed was never acknowledged).
+        return Accepted(messageId=event.message_id, journeys=delivered)
+
+    async def identify(self, call: IdentifyCall) -> Accepted:
+        """Merge traits into the user's profile (email, name, timezone, consent, anything)."""
+        message_id = call.message_id
+        receipt = await self._receive(
+            message_id=message_id,
+            user_id=call.user_id,
+            kind="identify",
+            at=call.when,
+            traits=call.all_traits(),
+        )
+        if not receipt.new:
+            return _duplicate(message_id, receipt)
+        await self._db(self.store.mark_routed, message_id, [])
+        return Accepted(messageId=message_id)
+
+    async def many(self, calls: list[TrackCall | IdentifyCall]) -> list[Accepted | Exception]:
+        """Take several calls: one user's in timestamp order, different users concurrently."""
+        by_user: dict[str, list[int]] = defaultdict(list)
+        for index in sorted(range(len(calls)), key=lambda i: calls[i].when):
+            by_user[calls[index].user_id].append(index)
+        results: list[Accepted | Exception] = [Unavailable("not attempted")] * len(calls)
+
+        async def one_user(indexes: list[int]) -> None:
+            for index in indexes:
+                try:
+                    results[index] = await self.take(calls[index])
+                except Unavailable as err:
+                    results[index] = err
+
+        await asyncio.gather(*(one_user(indexes) for indexes in by_user.values()))
+        return results
+
+    async def take(self, call: TrackCall | IdentifyCall) -> Accepted:
+        """One call of either kind."""
+        if isinstance(call, TrackCall):
+            return await self.track(call)
+        return await self.identify(call)
+
+    async def _receive(self, **fields: Any) -> Receipt:
+        receipt = await self._db(self.store.receive, **fields)
+        await self._maybe_prune()
+        return receipt
+
+    async def _maybe_prune(self) -> None:
+        """Forget old receipts now and then (hourly per replica) so the table stays small."""
+        now = datetime.now(UTC)
+        if self._pruned_at is not None and now - self._pruned_at < timedelta(hours=1):
+            return
+        self._pruned_at = now
+        try:
+            await asyncio.to_thread(self.store.prune_receipts, now - DEDUPE_WINDOW)
+        except (OperationalError, DBAPIError) as err:  # pruning can wait for the next hour
+            log.warning("could not prune event receipts: %s", type(err).__name__)
+
+    @staticmethod
+    async def _db(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await asyncio.to_thread(function, *args, **kwargs)
+        except (OperationalError, DBAPIError) as err:
+            log.warning("database unavailable: %s", type(err).__name__)
+            raise Unavailable("database") from err
+
+
+def _duplicate(message_id: str, receipt: Receipt) -> Accepted:
+    journeys = [Delivered.model_validate(d) for d in receipt.result or []]
+    return Accepted(messageId=message_id, status="duplicate", journeys=journeys)
