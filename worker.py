@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -23,6 +25,8 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import EntryActivities, RecordingActivities, SendingActivities, Store
+from activities.sending import DeliveryPolicy
+from starter.settings import Settings
 from workflows.engine import JourneyWorkflow
 from workflows.identity import SEARCH_ATTRIBUTES
 
@@ -54,14 +58,19 @@ async def ensure_search_attributes(client: Client) -> list[str]:
 
 
 def create_worker(
-    client: Client, store: Store, task_queue: str, executor: ThreadPoolExecutor
+    client: Client,
+    store: Store,
+    task_queue: str,
+    executor: ThreadPoolExecutor,
+    sending: SendingActivities | None = None,
 ) -> Worker:
-    """A worker for the engine and all activities; `executor` runs the database activities."""
-    entry, recording, sending = (
-        EntryActivities(store),
-        RecordingActivities(store),
-        SendingActivities(store),
-    )
+    """A worker for the engine and all activities; `executor` runs the database activities.
+
+    `sending` carries the templates, provider and delivery rules (see `sending_from`); without
+    it messages go to the local outbox unrendered (the engine's own tests).
+    """
+    entry, recording = EntryActivities(store), RecordingActivities(store)
+    sending = sending or SendingActivities(store)
     return Worker(
         client,
         task_queue=task_queue,
@@ -82,6 +91,58 @@ def create_worker(
     )
 
 
+def sending_from(settings: Settings, store: Store) -> SendingActivities:
+    """The send activity as the settings describe it: templates, provider, rules."""
+    from activities.suppression import QuietHours
+    from activities.templates import Renderer
+
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    if secret is None:
+        log.warning("JOURNEYS_SECRET_KEY is not set: unsubscribe links use a development key")
+    company = {"company_name": settings.company_name}
+    if settings.postal_address:
+        company["postal_address"] = settings.postal_address
+    policy = DeliveryPolicy(
+        from_email=settings.from_email,
+        from_name=settings.from_name,
+        public_url=settings.public_url,
+        secret_key=secret or "dev-only-secret",
+        frequency_cap=settings.frequency_cap,
+        frequency_window=timedelta(days=settings.frequency_window_days),
+        quiet_hours=QuietHours.parse(settings.quiet_hours),
+        default_timezone=settings.default_timezone,
+        company=company,
+    )
+    provider = webhook = None
+    if settings.email_provider != "outbox":
+        from activities.providers import create_provider
+
+        provider = create_provider(provider_config(settings, settings.email_provider))
+    if settings.webhook_url:
+        from activities.providers import create_provider
+
+        webhook = create_provider(provider_config(settings, "webhook"))
+    return SendingActivities(store, Renderer(settings.templates_dir), provider, policy, webhook)
+
+
+def provider_config(settings: Settings, provider: str) -> Any:
+    """The provider package's config from JOURNEYS_* settings."""
+    from activities.providers import ProviderConfig
+
+    return ProviderConfig(
+        provider=provider,
+        api_key=settings.provider_api_key,
+        base_url=settings.provider_base_url,
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+        smtp_username=settings.smtp_username,
+        smtp_password=settings.smtp_password,
+        smtp_tls=settings.smtp_tls,
+        webhook_url=settings.webhook_url,
+        webhook_secret=settings.webhook_secret,
+    )
+
+
 async def run_worker(stop: asyncio.Event | None = None) -> None:
     """Run a worker from settings until `stop` is set (or forever)."""
     from starter.client import connect
@@ -97,7 +158,9 @@ async def run_worker(stop: asyncio.Event | None = None) -> None:
     if added:
         log.info("registered search attributes %s", ", ".join(added))
     with ThreadPoolExecutor(ACTIVITY_THREADS) as executor:
-        worker = create_worker(client, store, settings.task_queue, executor)
+        worker = create_worker(
+            client, store, settings.task_queue, executor, sending_from(settings, store)
+        )
         print(
             f"worker: {len(journeys)} journeys ({', '.join(j.name for j in journeys)}) on task "
             f"queue {settings.task_queue!r} at {settings.temporal_address}",

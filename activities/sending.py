@@ -1,48 +1,214 @@
-"""Sending a message exactly once in effect.
+"""Sending one journey step's message: checked, rendered, delivered once, recorded.
 
-Until real providers arrive the message goes to the local outbox table. The idempotency key is
-unique per (journey run, step) and the outbox row, its step record and the run's count are one
-transaction: a retried or re-run activity finds the row and reports the earlier send.
+Before every send, in order: the journey's kill switch ("paused"), an address ("no_address"),
+consent ("unsubscribed", "no_consent"), quiet hours (answered "deferred": the journey waits on
+a durable timer and asks again), the frequency cap across all journeys ("frequency_cap"), and
+the templates ("template_error"). Each skip is recorded with its reason.
+
+Exactly once in effect: the message log row (unique per journey run and step) is claimed as
+"sending" before the provider is called and set to "sent" after. A retry that finds "sent"
+reports a duplicate. One that finds "sending" means a worker died mid-call: the provider may
+or may not have the message, so it is resent only to a provider that dedupes on our key, and
+otherwise marked "unknown", never sent twice. A provider's "try later" (429, 5xx, refused
+connection) removes the claim and retries with backoff, honouring Retry-After; a permanent
+refusal (bad address, bad key) is recorded as failed and the journey carries on.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities.store import JourneyRun, JourneyStepRow, OutboxMessage, Store
+from activities.store import JourneyRun, JourneyStepRow, OutboxMessage, ProfileRow, Store
+from activities.suppression import QuietHours, opted_out
+from activities.templates import Renderer, TemplateRenderError
+from activities.unsubscribe import unsubscribe_url
 from workflows.models import SendRequest, SendResult
+
+log = logging.getLogger("journeys.sending")
+
+
+@dataclass
+class DeliveryPolicy:
+    """The rules every send follows; from settings in the worker, set directly in tests."""
+
+    from_email: str = "journeys@example.com"
+    from_name: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: str = "dev-only-secret"
+    frequency_cap: int = 3
+    frequency_window: timedelta = timedelta(days=7)
+    quiet_hours: QuietHours | None = field(default_factory=lambda: QuietHours.parse("21:00-08:00"))
+    default_timezone: str = "UTC"
+    company: dict[str, str] = field(default_factory=lambda: {"company_name": "journeys"})
 
 
 class SendingActivities:
-    def __init__(self, store: Store) -> None:
+    """The send activity, with what it needs: store, templates, provider, policy."""
+
+    def __init__(
+        self,
+        store: Store,
+        renderer: Renderer | None = None,
+        provider: Any | None = None,
+        policy: DeliveryPolicy | None = None,
+        webhook: Any | None = None,
+    ) -> None:
         self.store = store
+        self.renderer = renderer
+        self.provider = provider  # None: the local outbox is the delivery
+        self.webhook = webhook
+        self.policy = policy or DeliveryPolicy()
 
     @activity.defn(name="send_message")
     def send_message(self, request: SendRequest) -> SendResult:
-        """Deliver to the outbox once; skip (recorded) when the user has no email address."""
+        """Check, render and deliver one message once; see the module docstring for the order."""
         existing = self._find(request.idempotency_key)
         if existing is not None:
-            return SendResult(status="duplicate", message_id=str(existing.id))
+            return self._resume(request, existing)
+        if self.store.is_paused(request.journey):
+            return self._skip(request, "paused")
         profile = self.store.get_profile(request.user_id)
-        if profile is None or not profile.email:
-            self._record_step(request, "skipped", "no_address")
-            return SendResult(status="skipped", reason="no_address")
+        traits = dict(profile.traits) if profile else {}
+        recipient = self._recipient(request, profile)
+        if recipient is None:
+            return self._skip(request, "no_address")
+        if request.marketing and request.channel == "email":
+            reason = opted_out(traits)
+            if reason:
+                return self._skip(request, reason)
+            quiet = self.policy.quiet_hours
+            if quiet is not None:
+                until = quiet.ends_after(
+                    request.at, traits.get("timezone"), self.policy.default_timezone
+                )
+                if until is not None:
+                    return SendResult(status="deferred", reason="quiet_hours", retry_at=until)
+        if request.marketing:
+            since = request.at - self.policy.frequency_window
+            if self.store.marketing_sent_since(request.user_id, since) >= self.policy.frequency_cap:
+                return self._skip(request, "frequency_cap")
+        context = self._context(request, traits, profile)
+        subject = html = text = None
+        if self.renderer is not None and request.channel != "webhook":
+            try:
+                rendered = self.renderer.render(request.journey, request.template, context)
+            except TemplateRenderError as err:
+                log.error("not sent: %s", err)
+                return self._skip(request, "template_error", str(err), status="failed")
+            subject, html, text = rendered.subject, rendered.html, rendered.text
+        message = OutboxMessage(
+            idempotency_key=request.idempotency_key,
+            run_id=request.run_id,
+            journey=request.journey,
+            user_id=request.user_id,
+            template=request.template,
+            channel=request.channel,
+            marketing=request.marketing,
+            recipient=recipient,
+            subject=subject,
+            body_html=html,
+            body_text=text,
+            context=request.context,
+            journey_time=request.at,
+        )
+        transport = self._transport(request)
+        if transport is None:  # the outbox or the in-app inbox: this row is the delivery
+            message.provider = "in_app" if request.channel == "in_app" else "outbox"
+            return self._commit_sent(request, message)
+        message.status, message.provider = "sending", transport.name
+        if not self.store.insert_once(message):  # a concurrent attempt claimed it first
+            found = self._find(request.idempotency_key)
+            return SendResult(status="duplicate", message_id=str(found.id) if found else None)
+        return self._deliver(request, message, transport, context)
+
+    # Delivery through a provider ---------------------------------------------------------
+
+    def _deliver(
+        self, request: SendRequest, message: OutboxMessage, transport: Any, context: dict[str, Any]
+    ) -> SendResult:
+        from activities.providers import (
+            OutgoingMessage,
+            PermanentProviderError,
+            RetryableProviderError,
+        )
+
+        headers: dict[str, str] = {}
+        if request.marketing and request.channel == "email":
+            headers["List-Unsubscribe"] = f"<{context['unsubscribe_url']}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        outgoing = OutgoingMessage(
+            to=message.recipient,
+            from_email=self.policy.from_email,
+            from_name=self.policy.from_name,
+            subject=message.subject or request.template,
+            html=message.body_html or "",
+            text=message.body_text or "",
+            headers=headers,
+            idempotency_key=request.idempotency_key,
+            journey=request.journey,
+            step=request.template,
+            user_id=request.user_id,
+            properties=_jsonable(request.context),
+        )
+        try:
+            delivery = transport.send(outgoing)
+        except RetryableProviderError as err:
+            self._release(message)
+            raise ApplicationError(
+                f"{transport.name} asked to retry later: {err.reason}",
+                type="ProviderRetry",
+                next_retry_delay=timedelta(seconds=err.retry_after) if err.retry_after else None,
+            ) from err
+        except PermanentProviderError as err:
+            self._finish(message, "failed", error=err.reason)
+            if err.suppress_recipient:
+                self.store.upsert_profile(
+                    request.user_id,
+                    traits={"email_suppressed": True, "suppressed_reason": err.reason},
+                )
+            return self._skip(request, "provider_refused", err.reason, status="failed")
+        self._finish(message, "sent", provider_message_id=delivery.provider_message_id)
+        self._count_sent(request)
+        return SendResult(status="sent", message_id=str(message.id))
+
+    def _resume(self, request: SendRequest, existing: OutboxMessage) -> SendResult:
+        """A retry that finds the row: report the send, or settle one a dead worker left."""
+        if existing.status == "sending":
+            transport = self._transport(request)
+            if transport is not None and getattr(transport, "idempotent", False):
+                context = self._context(request, {}, self.store.get_profile(request.user_id))
+                return self._deliver(request, existing, transport, context)
+            # The provider may or may not have it; sending again could deliver twice.
+            self._finish(existing, "unknown", error="worker stopped during the provider call")
+            self._count_sent(request, status="unknown")
+        return SendResult(status="duplicate", message_id=str(existing.id))
+
+    def _transport(self, request: SendRequest) -> Any | None:
+        if request.channel == "in_app":
+            return None
+        if request.channel == "webhook":
+            if self.webhook is None:
+                raise ApplicationError(
+                    "the webhook channel needs JOURNEYS_WEBHOOK_URL", non_retryable=True
+                )
+            return self.webhook
+        return self.provider
+
+    # Records -----------------------------------------------------------------------------
+
+    def _commit_sent(self, request: SendRequest, message: OutboxMessage) -> SendResult:
         with self.store.session() as session:
             run = session.get(JourneyRun, request.run_id)  # before adding: get() autoflushes
-            message = OutboxMessage(
-                idempotency_key=request.idempotency_key,
-                run_id=request.run_id,
-                journey=request.journey,
-                user_id=request.user_id,
-                template=request.template,
-                recipient=profile.email,
-                context=request.context,
-                journey_time=request.at,
-            )
             session.add(message)
-            session.add(self._step(request, "sent", None))
+            session.add(_step(request, "sent", None))
             if run is not None:
                 run.messages_sent += 1
                 session.add(run)
@@ -54,7 +220,43 @@ class SendingActivities:
                 if existing is None:
                     raise
                 return SendResult(status="duplicate", message_id=str(existing.id))
-            return SendResult(status="sent", message_id=str(message.id))
+        return SendResult(status="sent", message_id=str(message.id))
+
+    def _count_sent(self, request: SendRequest, status: str = "sent") -> None:
+        if not self.store.insert_once(_step(request, status, None)):
+            return  # counted by an earlier attempt
+        with self.store.session() as session:
+            run = session.get(JourneyRun, request.run_id)
+            if run is not None:
+                run.messages_sent += 1
+                session.add(run)
+                session.commit()
+
+    def _finish(self, message: OutboxMessage, status: str, **fields: Any) -> None:
+        with self.store.session() as session:
+            row = session.get(OutboxMessage, message.id)
+            if row is not None:
+                row.status = status
+                for key, value in fields.items():
+                    setattr(row, key, value)
+                session.add(row)
+                session.commit()
+
+    def _release(self, message: OutboxMessage) -> None:
+        """The provider refused for now: drop the claim so the retry may send."""
+        with self.store.session() as session:
+            row = session.get(OutboxMessage, message.id)
+            if row is not None and row.status == "sending":
+                session.delete(row)
+                session.commit()
+
+    def _skip(
+        self, request: SendRequest, reason: str, detail: str | None = None, status: str = "skipped"
+    ) -> SendResult:
+        self.store.insert_once(_step(request, status, detail or reason))
+        if status == "failed":
+            return SendResult(status="failed", reason=reason)
+        return SendResult(status="skipped", reason=reason)
 
     def _find(self, key: str) -> OutboxMessage | None:
         with self.store.session() as session:
@@ -62,17 +264,45 @@ class SendingActivities:
                 select(OutboxMessage).where(OutboxMessage.idempotency_key == key)
             ).first()
 
-    def _record_step(self, request: SendRequest, status: str, detail: str | None) -> None:
-        self.store.insert_once(self._step(request, status, detail))
+    # Context -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _step(request: SendRequest, status: str, detail: str | None) -> JourneyStepRow:
-        return JourneyStepRow(
-            run_id=request.run_id,
-            seq=request.seq,
-            kind="send",
-            name=request.template,
-            status=status,
-            at=request.at,
-            detail=detail,
-        )
+    def _recipient(self, request: SendRequest, profile: ProfileRow | None) -> str | None:
+        if request.channel == "email":
+            return profile.email if profile and profile.email else None
+        return request.user_id
+
+    def _context(
+        self, request: SendRequest, traits: dict[str, Any], profile: ProfileRow | None
+    ) -> dict[str, Any]:
+        user = {**traits, "user_id": request.user_id}
+        if profile is not None and profile.email:
+            user["email"] = profile.email
+        return {
+            **self.policy.company,
+            **request.context,
+            "user": user,
+            "event": request.event,
+            "journey": request.journey,
+            "step": request.template,
+            "unsubscribe_url": unsubscribe_url(
+                self.policy.public_url, self.policy.secret_key, request.user_id, request.journey
+            ),
+        }
+
+
+def _step(request: SendRequest, status: str, detail: str | None) -> JourneyStepRow:
+    return JourneyStepRow(
+        run_id=request.run_id,
+        seq=request.seq,
+        kind="send",
+        name=request.template,
+        status=status,
+        at=request.at,
+        detail=detail,
+    )
+
+
+def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return json.loads(json.dumps(value, default=str))

@@ -14,7 +14,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, case, delete, event, text, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    Index,
+    UniqueConstraint,
+    case,
+    delete,
+    event,
+    func,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
@@ -74,7 +85,12 @@ class JourneyStepRow(SQLModel, table=True):
 
 
 class OutboxMessage(SQLModel, table=True):
-    """A message delivered to the local outbox: one row per (journey run, step), never two."""
+    """The message log: one row per (journey run, step), never two, whatever the provider.
+
+    `status` is "sending" while a provider call is in flight, then "sent", "failed" or
+    "unknown" (a worker died mid-call to a provider with no idempotency key: never resent).
+    With the local outbox provider and the in-app channel this row *is* the delivery.
+    """
 
     __tablename__ = "outbox"
 
@@ -84,11 +100,44 @@ class OutboxMessage(SQLModel, table=True):
     journey: str = Field(index=True, max_length=64)
     user_id: str = Field(index=True, max_length=255)
     template: str = Field(max_length=255)
+    channel: str = Field(default="email", max_length=16)
+    marketing: bool = True
     recipient: str = Field(max_length=320)
+    subject: str | None = None
+    body_html: str | None = None
+    body_text: str | None = None
     context: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    journey_time: datetime
+    status: str = Field(default="sent", max_length=16)
+    provider: str = Field(default="outbox", max_length=32)
+    provider_message_id: str | None = Field(default=None, max_length=255)
+    error: str | None = None
+    journey_time: datetime = Field(index=True)
     """When the journey sent it, on the journey's clock (virtual under time skipping)."""
     created_at: datetime = Field(default_factory=utcnow)
+    read_at: datetime | None = None
+
+
+class JourneyControl(SQLModel, table=True):
+    """The kill switch: a paused journey sends nothing; its running journeys keep their place."""
+
+    __tablename__ = "journey_controls"
+
+    journey: str = Field(primary_key=True, max_length=64)
+    paused: bool = False
+    changed_at: datetime = Field(default_factory=utcnow)
+    reason: str | None = Field(default=None, max_length=255)
+
+
+class JourneyControlLog(SQLModel, table=True):
+    """Every pause and resume, kept: who stopped sends, when, and why."""
+
+    __tablename__ = "journey_control_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey: str = Field(index=True, max_length=64)
+    action: str = Field(max_length=16)
+    at: datetime = Field(default_factory=utcnow)
+    reason: str | None = Field(default=None, max_length=255)
 
 
 class EventReceipt(SQLModel, table=True):
@@ -354,6 +403,67 @@ class Store:
                 .order_by(JourneyStepRow.seq)  # type: ignore[arg-type]
             )
             return list(session.exec(query))
+
+    # Delivery --------------------------------------------------------------------------------
+
+    def is_paused(self, journey: str) -> bool:
+        with self.session() as session:
+            control = session.get(JourneyControl, journey)
+            return bool(control and control.paused)
+
+    def set_paused(self, journey: str, paused: bool, reason: str | None = None) -> None:
+        """Pause or resume a journey's sends, and log the change."""
+        with self.session() as session:
+            control = session.get(JourneyControl, journey) or JourneyControl(journey=journey)
+            control.paused, control.changed_at, control.reason = paused, utcnow(), reason
+            session.add(control)
+            session.add(
+                JourneyControlLog(
+                    journey=journey, action="pause" if paused else "resume", reason=reason
+                )
+            )
+            session.commit()
+
+    def paused_journeys(self) -> list[str]:
+        with self.session() as session:
+            rows = session.exec(select(JourneyControl).where(JourneyControl.paused == True))  # noqa: E712
+            return sorted(row.journey for row in rows)
+
+    def marketing_sent_since(self, user_id: str, since: datetime) -> int:
+        """Marketing messages that went (or may have gone) to the user since `since`."""
+        with self.session() as session:
+            query = (
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(
+                    OutboxMessage.user_id == user_id,
+                    OutboxMessage.marketing == True,  # noqa: E712
+                    OutboxMessage.status.in_(("sent", "sending", "unknown")),  # type: ignore[attr-defined]
+                    OutboxMessage.journey_time >= _utc(since),
+                )
+            )
+            return int(session.exec(query).one())
+
+    def messages(self, user_id: str, channel: str) -> list[OutboxMessage]:
+        with self.session() as session:
+            query = (
+                select(OutboxMessage)
+                .where(OutboxMessage.user_id == user_id, OutboxMessage.channel == channel)
+                .order_by(OutboxMessage.id.desc())  # type: ignore[union-attr]
+            )
+            return list(session.exec(query))
+
+    def mark_read(self, user_id: str, message_id: int) -> bool:
+        """Mark one of the user's in-app messages read; False if it is not theirs."""
+        with self.session() as session:
+            message = session.get(OutboxMessage, message_id)
+            if message is None or message.user_id != user_id or message.channel != "in_app":
+                return False
+            if message.read_at is None:
+                message.read_at = utcnow()
+                session.add(message)
+                session.commit()
+            return True
 
     def outbox(self, user_id: str | None = None) -> list[OutboxMessage]:
         with self.session() as session:

@@ -4,6 +4,8 @@
     POST /v1/identify   a Segment identify call: profile traits (email, timezone, consent, ...)
     POST /v1/batch      up to 500 calls, answered per item
     POST /v1/sources/*  Shopify, Stripe, Standard Webhooks and Segment, by their own signatures
+    GET  /v1/users/{id}/messages   the in-app inbox; POST .../{message}/read marks one read
+    GET|POST /u/{token} one-click unsubscribe (RFC 8058), signed link, no login
     GET  /healthz       200 only when Temporal and the database answer
 
 Errors say what is wrong: malformed JSON 400, a missing or wrong API key 401, a body over 1 MB
@@ -30,9 +32,11 @@ from temporalio.client import Client
 
 from activities.store import Store
 from starter.calls import BatchCall, Call, IdentifyCall, TrackCall
+from starter.inbox import router as inbox_router
 from starter.ingest import Accepted, Delivered, Ingestor, Unavailable
 from starter.routing import Router
 from starter.settings import Settings
+from starter.unsubscribe import router as unsubscribe_router
 from workflows import registry
 from workflows.journey import Journey
 
@@ -97,6 +101,7 @@ def create_app(
         )
         app.state.router = Router(app.state.client, app.state.store, loaded, settings.task_queue)
         app.state.ingestor = Ingestor(app.state.store, app.state.router)
+        app.state.settings = settings
         yield
         if own_store:
             app.state.store.dispose()
@@ -197,6 +202,9 @@ def create_app(
             status_code=503 if unavailable else 200,
             headers={"Retry-After": RETRY_AFTER} if unavailable else None,
         )
+
+    app.include_router(inbox_router, dependencies=[Depends(require_key)])
+    app.include_router(unsubscribe_router)  # the signed link is the credential
 
     @app.get("/healthz")
     async def healthz(request: Request) -> JSONResponse:

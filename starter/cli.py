@@ -4,6 +4,8 @@ journeys dev       Temporal dev server + worker + API, all local (Ctrl-C stops a
 journeys worker    the worker alone, against TEMPORAL_ADDRESS
 journeys api       the HTTP API alone, against TEMPORAL_ADDRESS
 journeys list      the journeys that are loaded, with their triggers and goals
+journeys preview JOURNEY STEP --user ID   render a step's email with that user's real data
+journeys pause JOURNEY / resume JOURNEY   the kill switch: stop (or restart) a journey's sends
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import ipaddress
 import logging
 import sys
+from datetime import UTC, datetime
 
 from starter.settings import Settings
 
@@ -24,6 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("worker", help="run the worker against TEMPORAL_ADDRESS")
     commands.add_parser("api", help="run the HTTP API against TEMPORAL_ADDRESS")
     commands.add_parser("list", help="list the loaded journeys")
+    preview = commands.add_parser("preview", help="render a step with a user's real data")
+    preview.add_argument("journey")
+    preview.add_argument("step")
+    preview.add_argument("--user", required=True, help="the user ID whose data to use")
+    preview.add_argument("--html", action="store_true", help="print the HTML body too")
+    for name, what in (("pause", "stop every send of"), ("resume", "restart the sends of")):
+        control = commands.add_parser(name, help=f"{what} a journey (running journeys wait)")
+        control.add_argument("journey")
+        control.add_argument("--reason", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings()
@@ -41,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run_api(settings)
         elif args.command == "list":
             return _list(settings)
+        elif args.command == "preview":
+            return _preview(settings, args.journey, args.step, args.user, args.html)
+        elif args.command in ("pause", "resume"):
+            return _control(settings, args.journey, args.command == "pause", args.reason)
     except KeyboardInterrupt:
         pass
     return 0
@@ -70,6 +86,80 @@ def _list(settings: Settings) -> int:
     for journey in registry.load_modules(settings.journey_modules):
         goal = f"goal {journey.goal!r}" if journey.goal else "no goal"
         print(f"{journey.name:24} {journey.trigger!r}  {goal}  holdout {journey.holdout:.0%}")
+    return 0
+
+
+def _preview(settings: Settings, journey_name: str, step: str, user_id: str, html: bool) -> int:
+    """Render as the send activity would, with the user's profile and their last trigger event."""
+    from activities.sending import SendingActivities
+    from activities.store import Store
+    from activities.templates import TemplateRenderError
+    from worker import sending_from
+    from workflows import registry
+    from workflows.errors import UnknownJourneyError
+    from workflows.models import SendRequest
+
+    registry.load_modules(settings.journey_modules)
+    try:
+        journey = registry.get(journey_name)
+    except UnknownJourneyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    store = Store(settings.database_url)
+    store.create_all()
+    try:
+        profile = store.get_profile(user_id)
+        if profile is None:
+            print(f"error: no profile for user {user_id!r}", file=sys.stderr)
+            return 2
+        event: dict[str, object] = {}
+        for name in sorted(journey.trigger.events):
+            summary = store.event_summary(user_id, name)
+            if summary is not None:
+                event = summary.last_properties
+        sending: SendingActivities = sending_from(settings, store)
+        request = SendRequest(
+            idempotency_key="preview", run_id="preview", seq=0, journey=journey.name,
+            user_id=user_id, template=step, context=journey.preview_context(event),
+            at=datetime.now(UTC), event=event,
+        )  # fmt: skip
+        context = sending._context(request, dict(profile.traits), profile)
+        assert sending.renderer is not None
+        try:
+            message = sending.renderer.render(journey.name, step, context)
+        except TemplateRenderError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    finally:
+        store.dispose()
+    print(f"To:      {profile.email or '(no email address: this send would be skipped)'}")
+    print(f"Subject: {message.subject}\n")
+    print(message.text)
+    if html:
+        print("\n--- HTML ---\n" + message.html)
+    return 0
+
+
+def _control(settings: Settings, journey: str, paused: bool, reason: str | None) -> int:
+    from activities.store import Store
+    from workflows import registry
+    from workflows.errors import UnknownJourneyError
+
+    registry.load_modules(settings.journey_modules)
+    try:
+        registry.get(journey)
+    except UnknownJourneyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    store = Store(settings.database_url)
+    store.create_all()
+    try:
+        store.set_paused(journey, paused, reason)
+        state = "paused: no sends until `journeys resume`" if paused else "resumed"
+        print(f"{journey} {state}")
+    finally:
+        store.dispose()
     return 0
 
 

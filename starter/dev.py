@@ -25,7 +25,7 @@ from activities.store import Store
 from starter.api import create_app
 from starter.client import connect
 from starter.settings import Settings
-from worker import ACTIVITY_THREADS, create_worker, ensure_search_attributes
+from worker import ACTIVITY_THREADS, create_worker, ensure_search_attributes, sending_from
 from workflows import registry
 
 
@@ -81,6 +81,14 @@ async def run_dev(settings: Settings) -> None:
     generated_key = settings.api_key is None
     if generated_key:
         settings.api_key = SecretStr(secrets.token_urlsafe(24))
+    if (
+        settings.secret_key is None
+    ):  # kept in the data folder, so unsubscribe links outlive a restart
+        key_file = settings.data_dir / "secret_key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(32))
+            key_file.chmod(0o600)
+        settings.secret_key = SecretStr(key_file.read_text().strip())
     journeys = registry.load_modules(settings.journey_modules)
     store = Store(settings.database_url)
     store.create_all()
@@ -98,7 +106,9 @@ async def run_dev(settings: Settings) -> None:
             uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning")
         )
         with ThreadPoolExecutor(ACTIVITY_THREADS) as executor:
-            worker = create_worker(client, store, settings.task_queue, executor)
+            worker = create_worker(
+                client, store, settings.task_queue, executor, sending_from(settings, store)
+            )
             async with worker:
                 api = asyncio.create_task(server.serve())
                 while not server.started and not api.done():

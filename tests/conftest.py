@@ -25,6 +25,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkipper, WorkflowEnvironment
 
+from activities.sending import DeliveryPolicy, SendingActivities
 from activities.store import JourneyRun, OutboxMessage, Store
 from starter.api import create_app
 from starter.dev import temporal_binary
@@ -34,6 +35,8 @@ from worker import ACTIVITY_THREADS, create_worker, ensure_search_attributes
 from workflows.identity import workflow_id
 from workflows.journey import Journey
 from workflows.models import Event, JourneyResult, JourneyState
+
+NO_LIMITS = DeliveryPolicy(quiet_hours=None, frequency_cap=1_000_000)
 
 TIME_SKIPPING = ["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"]
 
@@ -164,9 +167,12 @@ async def stack_for(
     """`await stack_for(JourneyA, JourneyB)` gives a Stack with a worker running those."""
     workers: list[Any] = []
 
-    async def start(*journeys: type[Journey]) -> Stack:
+    async def start(*journeys: type[Journey], sending: SendingActivities | None = None) -> Stack:
+        """`sending`: the send activity with its templates, provider and rules; by default the
+        outbox with no quiet hours or cap, so engine tests see the engine alone."""
         stack, task_queue = make_stack(temporal, store, list(journeys))
-        worker = create_worker(temporal.client, store, task_queue, executor)
+        sending = sending or SendingActivities(store, policy=NO_LIMITS)
+        worker = create_worker(temporal.client, store, task_queue, executor, sending)
         await worker.__aenter__()
         workers.append(worker)
         return stack
@@ -216,8 +222,10 @@ async def api_for(
     """`await api_for(JourneyA, journeys_setting=value, ...)`: the API on a fresh worker."""
     async with AsyncExitStack() as exits:
 
-        async def start(*journeys: type[Journey], **overrides: Any) -> Api:
-            stack: Stack = await stack_for(*journeys)
+        async def start(
+            *journeys: type[Journey], sending: SendingActivities | None = None, **overrides: Any
+        ) -> Api:
+            stack: Stack = await stack_for(*journeys, sending=sending)
             key = uuid.uuid4().hex
             settings = Settings(
                 api_key=SecretStr(key), task_queue=stack.router.task_queue, **overrides

@@ -21,7 +21,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.entry import EntryActivities
@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.journey import EventPredicate, Journey, JourneyExit
     from workflows.models import (
+        Channel,
         EntryRequest,
         Event,
         Group,
@@ -336,7 +337,15 @@ class JourneyWorkflow:
             if workflow.now() >= last_activity() + duration:
                 return
 
-    async def send(self, template: str, context: dict[str, Any]) -> bool:
+    async def send(
+        self,
+        template: str,
+        context: dict[str, Any],
+        *,
+        channel: Channel = "email",
+        marketing: bool = True,
+        fresh_for: timedelta | None = None,
+    ) -> bool:
         self._check_goal()
         label = f"send {template}"
         seq = self._next_seq()
@@ -356,9 +365,13 @@ class JourneyWorkflow:
             self._last_template = template  # same step names in both groups
             self._check_goal()
             return False
-        result = await workflow.execute_activity_method(
-            SendingActivities.send_message,
-            SendRequest(
+        journey = self._journey
+        freshness = fresh_for or (journey.freshness if journey is not None else None)
+        options = dict(SEND_OPTIONS)
+        if freshness is not None:
+            options["schedule_to_close_timeout"] = freshness
+        while True:
+            request = SendRequest(
                 idempotency_key=f"{info.workflow_id}/{info.run_id}/{seq}",
                 run_id=info.run_id,
                 seq=seq,
@@ -367,9 +380,38 @@ class JourneyWorkflow:
                 template=template,
                 context=context,
                 at=workflow.now(),
-            ),
-            **SEND_OPTIONS,
-        )
+                channel=channel,
+                marketing=marketing,
+                event=self._entry.properties if self._entry is not None else {},
+            )
+            try:
+                result = await workflow.execute_activity_method(
+                    SendingActivities.send_message, request, **options
+                )
+            except ActivityError as err:
+                if not isinstance(err.cause, TimeoutError):
+                    raise
+                # It could not go out within its freshness limit: late is worse than never.
+                await self._record(
+                    StepRecord(
+                        run_id=info.run_id,
+                        seq=seq,
+                        kind="send",
+                        name=template,
+                        at=workflow.now(),
+                        status="skipped",
+                        detail="stale",
+                    )
+                )
+                self._check_goal()
+                return False
+            if result.status != "deferred" or result.retry_at is None:
+                break
+            # Quiet hours: wait for the window on a durable timer; the goal may end it first.
+            await self._wait(
+                "quiet_hours", f"quiet hours before {template}", result.retry_at, lambda: False
+            )
+            self._set_step(label, None)
         delivered = result.status in ("sent", "duplicate")
         if delivered:
             self._sent += 1

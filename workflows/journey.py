@@ -26,7 +26,7 @@ from typing import Any, ClassVar, NoReturn, Protocol, TypeVar
 
 from workflows import registry
 from workflows.errors import JourneyDefinitionError
-from workflows.models import Event, Group, Profile
+from workflows.models import Channel, Event, Group, Profile
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -127,7 +127,15 @@ class _Runtime(Protocol):
     async def inactive_for(
         self, duration: timedelta, events: tuple[str, ...], step: str | None
     ) -> None: ...
-    async def send(self, template: str, context: dict[str, Any]) -> bool: ...
+    async def send(
+        self,
+        template: str,
+        context: dict[str, Any],
+        *,
+        channel: Channel = "email",
+        marketing: bool = True,
+        fresh_for: timedelta | None = None,
+    ) -> bool: ...
     @property
     def events(self) -> list[Event]: ...
     @property
@@ -143,6 +151,7 @@ class Journey:
         goal: the events that end it as a success, with the attribution window.
         holdout: the share of users held out (0.15 = 15 %); they get the same timers, no sends.
         reentry: refuse to start again for a user within this time of their last entry.
+        freshness: a message that cannot go out within this time is skipped, not sent late.
         listens: further event names that `wait_for` or `inactive_for` use; the webhook routes
             these to running journeys. Trigger, goal and `@on` events are included already.
 
@@ -155,6 +164,7 @@ class Journey:
     goal: ClassVar[Goal | None] = None
     holdout: ClassVar[float] = 0.0
     reentry: ClassVar[timedelta | None] = None
+    freshness: ClassVar[timedelta | None] = timedelta(hours=12)
     listens: ClassVar[tuple[str, ...]] = ()
 
     handlers: ClassVar[dict[str, tuple[str, ...]]] = {}
@@ -263,12 +273,37 @@ class Journey:
         """
         await self._runtime.inactive_for(duration, events or self.trigger.events, step)
 
-    async def send(self, template: str, **context: Any) -> bool:
+    @classmethod
+    def preview_context(cls, event: dict[str, Any]) -> dict[str, Any]:
+        """Values `journeys preview` gives the templates beside user and event (override to
+        match what `steps` passes to `send`)."""
+        return {}
+
+    async def send(
+        self,
+        template: str,
+        *,
+        channel: Channel = "email",
+        marketing: bool = True,
+        fresh_for: timedelta | None = None,
+        **context: Any,
+    ) -> bool:
         """Send the message `template` to the user, exactly once, with `context` for rendering.
 
-        Returns True if it went out. A held-out user's send is recorded and skipped.
+        Args:
+            template: the step's templates, templates/<journey>/<template>.{subject,html,txt}.
+            channel: "email" (the ESP), "in_app" (the app's inbox) or "webhook".
+            marketing: marketing messages honour unsubscribes, quiet hours and the frequency
+                cap; transactional ones (False) only the kill switch.
+            fresh_for: give up if it cannot go out within this time (default `freshness`).
+            context: values for the templates, beside `user`, `event` and `unsubscribe_url`.
+
+        Returns True if it went out. A held-out user's send is recorded and skipped; so is one
+        that is suppressed (the reason is recorded) or stale.
         """
-        return await self._runtime.send(template, context)
+        return await self._runtime.send(
+            template, context, channel=channel, marketing=marketing, fresh_for=fresh_for
+        )
 
     def exit(self, reason: str) -> NoReturn:
         """Leave the journey now; recorded as outcome "exited" with `reason`."""

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 Group = Literal["treatment", "holdout"]
 """A user's arm of a journey's holdout test."""
 
+Channel = Literal["email", "in_app", "webhook"]
+"""Where a message goes: the ESP, the app's inbox (GET /v1/users/{id}/messages), a webhook."""
+
 Outcome = Literal["converted", "completed", "exited", "suppressed"]
 """How a journey ended: goal reached in its window, ran to the end, left early, or never began."""
 
@@ -115,14 +118,20 @@ class SendRequest(BaseModel):
     template: str
     context: dict[str, Any] = Field(default_factory=dict)
     at: datetime
+    channel: Channel = "email"
+    marketing: bool = True
+    event: dict[str, Any] = Field(default_factory=dict)
+    """The entry event's properties, for personalisation."""
 
 
 class SendResult(BaseModel):
-    """Whether the message went out now, had already gone out, or was not sent and why."""
+    """Whether the message went out now, had already gone out, was not sent (and why), or
+    must wait: "deferred" until `retry_at` (quiet hours), which the journey sleeps out."""
 
-    status: Literal["sent", "duplicate", "skipped", "failed"]
+    status: Literal["sent", "duplicate", "skipped", "failed", "deferred"]
     message_id: str | None = None
     reason: str | None = None
+    retry_at: datetime | None = None
 
 
 class OutcomeRecord(BaseModel):

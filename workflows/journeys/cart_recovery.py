@@ -22,6 +22,9 @@ class CartRecovery(Journey):
     listens = ("Product Removed",)
 
     inaction_window = timedelta(minutes=60)
+    incentive_percent = 10
+    incentive_code = "COMEBACK10"
+    incentive_valid_for = timedelta(days=2)
 
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
@@ -44,4 +47,20 @@ class CartRecovery(Journey):
         await self.sleep(timedelta(hours=23))
         await self.send("social_proof", items=list(self.items.values()))
         await self.sleep(timedelta(hours=48))
-        await self.send("incentive", items=list(self.items.values()))
+        expires = self.now() + self.incentive_valid_for
+        await self.send(
+            "incentive",
+            items=list(self.items.values()),
+            discount_percent=self.incentive_percent,
+            discount_code=self.incentive_code,
+            expires_on=expires.strftime("%B %d"),
+        )
+
+    @classmethod
+    def preview_context(cls, event: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "items": [event] if event else [],
+            "discount_percent": cls.incentive_percent,
+            "discount_code": cls.incentive_code,
+            "expires_on": "two days from the send",
+        }
