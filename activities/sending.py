@@ -135,6 +135,7 @@ class SendingActivities:
         self, request: SendRequest, message: OutboxMessage, transport: Any, context: dict[str, Any]
     ) -> SendResult:
         from activities.providers import (
+            AmbiguousProviderError,
             OutgoingMessage,
             PermanentProviderError,
             RetryableProviderError,
@@ -167,6 +168,15 @@ class SendingActivities:
                 type="ProviderRetry",
                 next_retry_delay=timedelta(seconds=err.retry_after) if err.retry_after else None,
             ) from err
+        except AmbiguousProviderError as err:
+            if transport.idempotent:  # the provider dedupes on our key: asking again is safe
+                raise ApplicationError(
+                    f"{transport.name}: {err.reason}", type="ProviderUnconfirmed"
+                ) from err
+            # It may have gone out; sending again could deliver twice. Record, never resend.
+            self._finish(message, "unknown", error=err.reason)
+            self._count_sent(request, status="unknown")
+            return SendResult(status="sent", message_id=str(message.id), reason="unconfirmed")
         except PermanentProviderError as err:
             self._finish(message, "failed", error=err.reason)
             if err.suppress_recipient:

@@ -36,6 +36,7 @@ from starter.inbox import router as inbox_router
 from starter.ingest import Accepted, Delivered, Ingestor, Unavailable
 from starter.routing import Router
 from starter.settings import Settings
+from starter.sources.routes import router as sources_router
 from starter.unsubscribe import router as unsubscribe_router
 from workflows import registry
 from workflows.journey import Journey
@@ -205,6 +206,7 @@ def create_app(
 
     app.include_router(inbox_router, dependencies=[Depends(require_key)])
     app.include_router(unsubscribe_router)  # the signed link is the credential
+    app.include_router(sources_router)  # each sender's signature is the credential
 
     @app.get("/healthz")
     async def healthz(request: Request) -> JSONResponse:

@@ -58,7 +58,7 @@ RECORD_OPTIONS: dict[str, Any] = {
 """Database writes: retried until the database is back; each write is idempotent."""
 
 SEND_OPTIONS: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=60),
+    "start_to_close_timeout": timedelta(seconds=30),  # a provider call times out at 10 s
     "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=5)),
 }
 """Sends: retried with backoff; the idempotency key makes a retry a no-op once delivered."""
