@@ -108,6 +108,7 @@ def sending_from(settings: Settings, store: Store) -> SendingActivities:
         public_url=settings.public_url,
         secret_key=secret or "dev-only-secret",
         frequency_cap=settings.frequency_cap,
+        channel_caps=settings.frequency_caps,
         frequency_window=timedelta(days=settings.frequency_window_days),
         quiet_hours=QuietHours.parse(settings.quiet_hours),
         default_timezone=settings.default_timezone,

@@ -44,10 +44,18 @@ class DeliveryPolicy:
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str = "dev-only-secret"
     frequency_cap: int = 3
+    """Marketing messages per user per window, on each of the email and in-app channels."""
+    channel_caps: dict[str, int] = field(default_factory=dict)
+    """Per-channel overrides, e.g. {"in_app": 5}; the webhook channel is uncapped unless set."""
     frequency_window: timedelta = timedelta(days=7)
     quiet_hours: QuietHours | None = field(default_factory=lambda: QuietHours.parse("21:00-08:00"))
     default_timezone: str = "UTC"
     company: dict[str, str] = field(default_factory=lambda: {"company_name": "journeys"})
+
+    def cap(self, channel: str) -> int | None:
+        if channel in self.channel_caps:
+            return self.channel_caps[channel]
+        return self.frequency_cap if channel in ("email", "in_app") else None
 
 
 class SendingActivities:
@@ -75,6 +83,12 @@ class SendingActivities:
             return self._resume(request, existing)
         if self.store.is_paused(request.journey):
             return self._skip(request, "paused")
+        if request.fresh_for is not None and activity.in_activity():
+            info = activity.info()
+            late = info.current_attempt_scheduled_time - info.scheduled_time
+            if late > request.fresh_for:  # late is worse than never (a two-day-old cart reminder)
+                log.warning("not sent, stale: %s still failing after %s", request.template, late)
+                return self._skip(request, "stale")
         profile = self.store.get_profile(request.user_id)
         traits = dict(profile.traits) if profile else {}
         recipient = self._recipient(request, profile)
@@ -91,9 +105,10 @@ class SendingActivities:
                 )
                 if until is not None:
                     return SendResult(status="deferred", reason="quiet_hours", retry_at=until)
-        if request.marketing:
+        cap = self.policy.cap(request.channel)
+        if request.marketing and cap is not None:
             since = request.at - self.policy.frequency_window
-            if self.store.marketing_sent_since(request.user_id, since) >= self.policy.frequency_cap:
+            if self.store.marketing_sent_since(request.user_id, since, request.channel) >= cap:
                 return self._skip(request, "frequency_cap")
         context = self._context(request, traits, profile)
         subject = html = text = None

@@ -429,8 +429,8 @@ class Store:
             rows = session.exec(select(JourneyControl).where(JourneyControl.paused == True))  # noqa: E712
             return sorted(row.journey for row in rows)
 
-    def marketing_sent_since(self, user_id: str, since: datetime) -> int:
-        """Marketing messages that went (or may have gone) to the user since `since`."""
+    def marketing_sent_since(self, user_id: str, since: datetime, channel: str = "email") -> int:
+        """Marketing messages on `channel` that went (or may have gone) to the user since."""
         with self.session() as session:
             query = (
                 select(func.count())
@@ -438,6 +438,7 @@ class Store:
                 .where(
                     OutboxMessage.user_id == user_id,
                     OutboxMessage.marketing == True,  # noqa: E712
+                    OutboxMessage.channel == channel,
                     OutboxMessage.status.in_(("sent", "sending", "unknown")),  # type: ignore[attr-defined]
                     OutboxMessage.journey_time >= _utc(since),
                 )

@@ -11,8 +11,8 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-OPT_OUT_TRAITS = ("unsubscribed", "email_unsubscribed", "email_suppressed")
-"""True on any of these: no marketing email (set by our unsubscribe link, bounces, identify)."""
+OPT_OUT_TRAITS = ("unsubscribed", "email_unsubscribed")
+"""True on any of these: no marketing email (set by our unsubscribe link or by identify)."""
 
 CONSENT_TRAITS = ("email_consent", "marketing_consent", "consent", "email_opt_in")
 """False on any of these: no marketing email (consent withdrawn through identify)."""
@@ -20,6 +20,8 @@ CONSENT_TRAITS = ("email_consent", "marketing_consent", "consent", "email_opt_in
 
 def opted_out(traits: dict[str, Any]) -> str | None:
     """The reason marketing mail must not go to this profile, or None."""
+    if traits.get("email_suppressed") is True:  # the provider called the address bad
+        return "address_suppressed"
     for key in OPT_OUT_TRAITS:
         if traits.get(key) is True:
             return "unsubscribed"

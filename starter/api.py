@@ -6,6 +6,7 @@
     POST /v1/sources/*  Shopify, Stripe, Standard Webhooks and Segment, by their own signatures
     GET  /v1/users/{id}/messages   the in-app inbox; POST .../{message}/read marks one read
     GET|POST /u/{token} one-click unsubscribe (RFC 8058), signed link, no login
+    GET  /outbox        the local outbox as a page (?key= or Bearer)
     GET  /healthz       200 only when Temporal and the database answer
 
 Errors say what is wrong: malformed JSON 400, a missing or wrong API key 401, a body over 1 MB
@@ -34,6 +35,7 @@ from activities.store import Store
 from starter.calls import BatchCall, Call, IdentifyCall, TrackCall
 from starter.inbox import router as inbox_router
 from starter.ingest import Accepted, Delivered, Ingestor, Unavailable
+from starter.outbox_page import router as outbox_router
 from starter.routing import Router
 from starter.settings import Settings
 from starter.sources.routes import router as sources_router
@@ -207,6 +209,7 @@ def create_app(
     app.include_router(inbox_router, dependencies=[Depends(require_key)])
     app.include_router(unsubscribe_router)  # the signed link is the credential
     app.include_router(sources_router)  # each sender's signature is the credential
+    app.include_router(outbox_router)  # bearer or ?key=, for a browser
 
     @app.get("/healthz")
     async def healthz(request: Request) -> JSONResponse:

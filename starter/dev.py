@@ -138,6 +138,7 @@ def _print_summary(settings: Settings, journeys: list[type], generated_key: bool
         f"  API              {api}  (docs: {api}/docs)",
         f"  worker           task queue {settings.task_queue!r}: "
         + ", ".join(j.name for j in journeys),
+        f"  outbox           {api}/outbox?key={key}  (provider: {settings.email_provider})",
         f"  data             {settings.data_dir}/ ({settings.database_url})",
         f"  API key          {key}"
         + ("  (generated; set JOURNEYS_API_KEY to fix it)" if generated_key else ""),

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     """Signs unsubscribe links; `journeys dev` generates one. Set it in production."""
     frequency_cap: int = 3
+    """Marketing messages per user per window on email and in-app (each)."""
+    frequency_caps: dict[str, int] = {}
+    """Per-channel overrides as JSON, e.g. JOURNEYS_FREQUENCY_CAPS='{"in_app": 5}'."""
     frequency_window_days: int = 7
     quiet_hours: str = "21:00-08:00"
     """Local time in the user's `timezone` trait (UTC without one); "" turns quiet hours off."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.entry import EntryActivities
@@ -367,9 +367,6 @@ class JourneyWorkflow:
             return False
         journey = self._journey
         freshness = fresh_for or (journey.freshness if journey is not None else None)
-        options = dict(SEND_OPTIONS)
-        if freshness is not None:
-            options["schedule_to_close_timeout"] = freshness
         while True:
             request = SendRequest(
                 idempotency_key=f"{info.workflow_id}/{info.run_id}/{seq}",
@@ -383,28 +380,11 @@ class JourneyWorkflow:
                 channel=channel,
                 marketing=marketing,
                 event=self._entry.properties if self._entry is not None else {},
+                fresh_for=freshness,
             )
-            try:
-                result = await workflow.execute_activity_method(
-                    SendingActivities.send_message, request, **options
-                )
-            except ActivityError as err:
-                if not isinstance(err.cause, TimeoutError):
-                    raise
-                # It could not go out within its freshness limit: late is worse than never.
-                await self._record(
-                    StepRecord(
-                        run_id=info.run_id,
-                        seq=seq,
-                        kind="send",
-                        name=template,
-                        at=workflow.now(),
-                        status="skipped",
-                        detail="stale",
-                    )
-                )
-                self._check_goal()
-                return False
+            result = await workflow.execute_activity_method(
+                SendingActivities.send_message, request, **SEND_OPTIONS
+            )
             if result.status != "deferred" or result.retry_at is None:
                 break
             # Quiet hours: wait for the window on a durable timer; the goal may end it first.

@@ -6,7 +6,7 @@ later without breaking the histories of journeys already running.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -122,6 +122,8 @@ class SendRequest(BaseModel):
     marketing: bool = True
     event: dict[str, Any] = Field(default_factory=dict)
     """The entry event's properties, for personalisation."""
+    fresh_for: timedelta | None = None
+    """Give up (skipped, "stale") once attempts have failed for this long."""
 
 
 class SendResult(BaseModel):

@@ -32,3 +32,15 @@ class Inbox(Journey):
 
     async def steps(self) -> None:
         await self.send("team_plan", channel="in_app", seats=3)
+
+
+class Urgent(Journey):
+    """One email that is worthless after a few seconds (the freshness test)."""
+
+    name = "t_urgent"
+    trigger = Trigger("Flash Sale")
+    freshness = timedelta(seconds=2)
+
+    async def steps(self) -> None:
+        await self.send("first", offer="flash")
+        await self.sleep(timedelta(days=1))

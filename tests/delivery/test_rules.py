@@ -176,3 +176,27 @@ def test_preview_renders_with_the_users_real_data_or_shows_the_error(
         assert "Hi Ada, 5% on lamp" in out
     else:
         assert "coupon_code" in err and "undefined" in err
+
+
+async def test_caps_are_per_channel(stack_for, store):
+    stack = await stack_for(Inbox, sending=sending(store, channel_caps={"in_app": 0}))
+    user = stack.user()
+    await stack.track("Invite Sent", user, {})
+    await stack.advance("t_inbox", user, timedelta(seconds=1))
+    assert steps(stack, user) == [("team_plan", "skipped", "frequency_cap")]
+    assert store.marketing_sent_since(user, datetime.now(UTC) - DAY, "email") == 0
+
+
+async def test_the_outbox_page_shows_what_was_sent_to_key_holders_only(api_for, store):
+    import httpx
+
+    api = await api_for(Promo, sending=sending(store))
+    user = api.stack.user(first_name="Ada")
+    await api.stack.track("Promo Requested", user, {"product": "chair"})
+    await api.stack.advance("t_promo", user, timedelta(seconds=1))
+    async with httpx.AsyncClient(base_url=api.url) as browser:
+        page = await browser.get(f"/outbox?key={api.key}")
+        assert page.status_code == 200
+        assert f"{user}@example.test" in page.text and "Your offer: 10% off" in page.text
+        assert (await browser.get("/outbox")).status_code == 401
+        assert (await browser.get("/outbox?key=nope")).status_code == 401

@@ -1,0 +1,50 @@
+"""GET /outbox: the local outbox as a page, to read what journeys sent while developing.
+
+It shows recipients, so it needs the API key: as a Bearer header, or `?key=` for a browser
+(the `journeys dev` banner prints the full link).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from html import escape
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+router = APIRouter(include_in_schema=False)
+
+
+def _allowed(request: Request) -> bool:
+    key = request.app.state.settings.api_key
+    if key is None:
+        return True
+    header = request.headers.get("authorization", "")
+    given = header.partition(" ")[2] if header.lower().startswith("bearer ") else ""
+    given = given or request.query_params.get("key", "")
+    return hmac.compare_digest(given.encode(), key.get_secret_value().encode())
+
+
+@router.get("/outbox")
+async def outbox(request: Request, limit: int = 100) -> HTMLResponse:
+    """The newest messages first: when, who, journey and step, status, subject, the body."""
+    if not _allowed(request):
+        return HTMLResponse("<h1>401</h1><p>Add ?key=JOURNEYS_API_KEY</p>", status_code=401)
+    rows = await asyncio.to_thread(request.app.state.store.outbox)
+    rows = list(reversed(rows))[: max(1, min(limit, 1000))]
+    items = "".join(
+        f"<details><summary><code>{escape(str(m.created_at)[:19])}</code> "
+        f"{escape(m.channel)} to <b>{escape(m.recipient)}</b>: {escape(m.journey)} / "
+        f"{escape(m.template)} <i>[{escape(m.status)}]</i> &mdash; {escape(m.subject or '')}"
+        f'</summary><iframe sandbox srcdoc="{escape(m.body_html or "")}" '
+        f'style="width:100%;height:20rem;border:1px solid #ccc"></iframe>'
+        f"<pre>{escape(m.body_text or '')}</pre></details>"
+        for m in rows
+    )
+    return HTMLResponse(
+        "<!doctype html><html><head><meta charset='utf-8'><title>journeys outbox</title></head>"
+        "<body style='font-family:sans-serif;margin:2rem'>"
+        f"<h1>Outbox</h1><p>{len(rows)} newest messages</p>{items or '<p>Nothing sent yet.</p>'}"
+        "</body></html>"
+    )
