@@ -6,6 +6,7 @@ COPY workflows ./workflows
 COPY activities ./activities
 COPY starter ./starter
 COPY worker.py ./
+COPY templates ./templates
 RUN pip install --no-cache-dir '.[postgres]'
 USER nobody
 CMD ["journeys", "worker"]
