@@ -40,12 +40,13 @@ async def test_worker_and_api_processes_run_a_journey_together(temporal, tmp_pat
         "JOURNEYS_TASK_QUEUE": task_queue,
         "JOURNEYS_API_KEY": key,
         "JOURNEYS_API_PORT": str(api_port),
+        "JOURNEYS_QUIET_HOURS": "",  # the send must not wait for morning whenever CI runs
     }
+    logs = {role: (tmp_path / f"{role}.log").open("w") for role in ("worker", "api")}
     processes = [
-        subprocess.Popen([JOURNEYS, role], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+        subprocess.Popen([JOURNEYS, role], env=env, stdout=logs[role], stderr=subprocess.STDOUT)
         for role in ("worker", "api")
-    ]  # fmt: skip
+    ]
     try:
         url = f"http://127.0.0.1:{api_port}"
         async with httpx.AsyncClient(
@@ -72,7 +73,10 @@ async def test_worker_and_api_processes_run_a_journey_together(temporal, tmp_pat
             assert (await http.post("/v1/track", json=event)).status_code == 200
 
         handle = temporal.client.get_workflow_handle(workflow_id("cart_recovery", user))
-        await TimeSkipper(temporal.client).fast_forward(handle, timedelta(minutes=61))
+        assert processes[0].poll() is None, (tmp_path / "worker.log").read_text()
+        await asyncio.wait_for(
+            TimeSkipper(temporal.client).fast_forward(handle, timedelta(minutes=61)), 30
+        )
         store = Store(env["JOURNEYS_DATABASE_URL"])
         deadline = time.monotonic() + 30
         while not store.outbox(user):
@@ -85,3 +89,5 @@ async def test_worker_and_api_processes_run_a_journey_together(temporal, tmp_pat
         for process in processes:
             process.terminate()
             process.wait(timeout=30)
+        for log in logs.values():
+            log.close()
