@@ -1,17 +1,19 @@
-"""Email providers: one small client per ESP, all behind one call, `send(message)`.
+"""Email providers: one small synchronous client per ESP, all behind `send(message)`.
 
-Errors, so the send activity can decide between "retry later" and "give up, carry on":
+    provider = create_provider(ProviderConfig(provider="postmark", api_key=SecretStr(...)))
+    delivery = provider.send(OutgoingMessage(...))   # Delivery, or a ProviderError below
+    provider.close()
 
-    ProviderError                  the provider did not take the message
+    ProviderError                  the provider did not (knowingly) take the message
     ├── RetryableProviderError     429, 5xx, refused connection, SMTP 4yz: try again later
     │                              (`retry_after` seconds when the provider said)
     ├── AmbiguousProviderError     timed out after sending: it may have the message
-    └── PermanentProviderError     bad key, bad address, SMTP 5yz: do not retry
+    └── PermanentProviderError     bad key, other 4xx, SMTP 5yz: do not retry
                                    (`suppress_recipient` when the address itself is bad)
-    ProviderConfigError            a setting the chosen provider needs is missing
+    ProviderConfigError            (a ValueError) a setting the chosen provider needs is missing
 
-Clients are synchronous (the send activity runs in the worker's thread pool) and never put a
-secret in an error message or repr.
+Clients run in the worker's activity thread pool, keep one connection pool each, and never put a
+secret in a log line, an error message or a repr.
 """
 
 from __future__ import annotations

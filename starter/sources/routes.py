@@ -1,26 +1,33 @@
-"""POST /v1/sources/{shopify,stripe,webhook}: authenticated by each sender's own signature.
+"""POST /v1/sources/{shopify,stripe,webhook,segment}: authenticated by each sender's signature.
 
 A source answers 404 until its secret is set (JOURNEYS_SHOPIFY_SECRET, JOURNEYS_STRIPE_SECRET,
-JOURNEYS_STANDARD_WEBHOOK_SECRET), 401 on a bad or stale signature, 200 "ignored" for a topic no
-journey uses, 503 if anything could not be taken (the sender retries; dedupe keeps it single).
+JOURNEYS_STANDARD_WEBHOOK_SECRET, JOURNEYS_SEGMENT_SECRET), 401 on a bad or stale signature,
+200 "ignored" for a topic no journey uses, 503 if anything could not be taken (the sender
+retries; dedupe keeps it single).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import SecretStr, TypeAdapter, ValidationError
+from pydantic import SecretStr, TypeAdapter
 
 from starter.calls import Call
 from starter.ingest import Accepted, Ingestor
-from starter.sources.mapping import UnsupportedTopic, shopify_calls, stripe_calls
-from starter.sources.signatures import (
+from starter.sources import (
     SignatureError,
+    SourceCall,
+    UnsupportedTopic,
+    shopify_calls,
+    standard_webhook_calls,
+    stripe_calls,
+    verify_segment,
     verify_shopify,
     verify_standard_webhook,
     verify_stripe,
@@ -35,7 +42,7 @@ async def _take(
     request: Request,
     secret: SecretStr | None,
     verify: Callable[..., None],
-    to_calls: Callable[[dict[str, str], Any], list[dict[str, Any]]],
+    to_calls: Callable[[dict[str, str], Any], list[SourceCall]],
 ) -> JSONResponse:
     if secret is None:
         raise HTTPException(404, "this source is not configured (set its secret)")
@@ -51,12 +58,12 @@ async def _take(
     except ValueError:
         raise HTTPException(400, "malformed JSON body") from None
     try:
-        raw_calls = await asyncio.to_thread(to_calls, dict(request.headers), payload)
-        calls = [_CALL.validate_python(call) for call in raw_calls]
+        source_calls = await asyncio.to_thread(to_calls, dict(request.headers), payload)
+        calls = [_CALL.validate_python(call.to_segment()) for call in source_calls]
     except UnsupportedTopic as err:
         return JSONResponse({"status": "ignored", "detail": str(err)})
-    except (ValidationError, KeyError, TypeError, AttributeError) as err:
-        raise HTTPException(422, f"payload not understood: {type(err).__name__}") from err
+    except ValueError as err:  # InvalidPayload, or a call our API's models refuse
+        raise HTTPException(422, f"payload not understood: {err}") from err
     ingestor: Ingestor = request.app.state.ingestor
     results = await ingestor.many(calls)
     if not all(isinstance(r, Accepted) for r in results):
@@ -86,26 +93,39 @@ async def stripe(request: Request) -> JSONResponse:
     """Stripe events (customer.subscription.created and .deleted)."""
     store = request.app.state.store
 
-    def calls(_: dict[str, str], payload: Any) -> list[dict[str, Any]]:
-        return stripe_calls(
-            payload, lambda customer: store.resolve_alias("stripe_customer_id", customer)
-        )
+    def calls(_: dict[str, str], payload: Any) -> list[SourceCall]:
+        return [_with_user(call, store) for call in stripe_calls(payload)]
 
     return await _take(request, request.app.state.settings.stripe_secret, verify_stripe, calls)
+
+
+def _with_user(call: SourceCall, store: Any) -> SourceCall:
+    """Without metadata.user_id: the user an identify linked to the customer, else its ID."""
+    if call.user_id is not None:
+        return call
+    customer = str(call.properties["stripe_customer_id"])
+    user = store.resolve_alias("stripe_customer_id", customer) or customer
+    return call.model_copy(update={"user_id": user})
 
 
 @router.post("/webhook")
 async def standard_webhook(request: Request) -> JSONResponse:
     """Any sender using Standard Webhooks; the body is a Segment call or a list of them."""
-
-    def calls(headers: dict[str, str], payload: Any) -> list[dict[str, Any]]:
-        items = payload if isinstance(payload, list) else [payload]
-        webhook_id = headers.get("webhook-id", "")
-        return [
-            {"messageId": f"{webhook_id}:{i}" if len(items) > 1 else webhook_id, **item}
-            for i, item in enumerate(items)
-        ]
-
     return await _take(
-        request, request.app.state.settings.standard_webhook_secret, verify_standard_webhook, calls
+        request,
+        request.app.state.settings.standard_webhook_secret,
+        verify_standard_webhook,
+        standard_webhook_calls,
     )
+
+
+@router.post("/segment")
+async def segment(request: Request) -> JSONResponse:
+    """Segment's webhook destination, signed with X-Signature: every call type is posted here;
+    track and identify are taken, the rest (page, screen, group, alias, delete) ignored."""
+
+    def calls(_: dict[str, str], payload: Any) -> list[SourceCall]:
+        # The call's own messageId is the dedupe key; without a timestamp, it happened now.
+        return standard_webhook_calls({"webhook-timestamp": str(int(time.time()))}, payload)
+
+    return await _take(request, request.app.state.settings.segment_secret, verify_segment, calls)

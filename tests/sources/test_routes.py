@@ -1,4 +1,4 @@
-"""Shopify, Stripe and Standard Webhooks over real HTTP, verified by their own signatures."""
+"""The source routes over real HTTP: Shopify, Stripe and Standard Webhooks, by their signatures."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import uuid
 
 from pydantic import SecretStr
 
-from starter.sources import sign_shopify, sign_standard_webhook, sign_stripe
+from starter.sources import sign_segment, sign_shopify, sign_standard_webhook, sign_stripe
 from workflows.journeys.cart_recovery import CartRecovery
 
 SECRETS = {
     "shopify_secret": SecretStr("shpss_test"),
     "stripe_secret": SecretStr("whsec_stripe_test"),
     "standard_webhook_secret": SecretStr("whsec_" + "dGVzdC1zdGFuZGFyZC1rZXk="),
+    "segment_secret": SecretStr("segment-shared-secret"),
 }
 
 
@@ -48,7 +49,7 @@ async def test_a_shopify_cart_update_identifies_the_shopper_and_starts_cart_reco
     profile = api.stack.store.get_profile(str(customer))
     assert profile.email == "shopper@example.test" and profile.traits["first_name"] == "Sam"
     summary = api.stack.store.event_summary(str(customer), "Product Added")
-    assert summary.last_properties["items"][0]["name"] == "Lamp"
+    assert summary.last_properties["items"][0]["title"] == "Lamp"
     assert summary.last_properties["cart_value"] == 59.9
 
     again = await api.http.post("/v1/sources/shopify", content=body, headers=headers)
@@ -114,3 +115,23 @@ async def test_standard_webhooks_carry_segment_calls_and_unconfigured_sources_ar
 
     plain = await api_for(CartRecovery)
     assert (await plain.http.post("/v1/sources/shopify", content=b"{}")).status_code == 404
+
+
+async def test_segments_webhook_destination_signs_with_x_signature(api_for):
+    api = await api_for(CartRecovery, **SECRETS)
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    identify = json.dumps(
+        {"type": "identify", "userId": user, "messageId": f"seg-{user}",
+         "traits": {"email": f"{user}@example.test"}}
+    ).encode()  # fmt: skip
+    page = json.dumps({"type": "page", "userId": user, "messageId": f"pg-{user}"}).encode()
+    for body, expected in ((identify, "accepted"), (page, "ignored")):
+        signed = {"X-Signature": sign_segment(body, "segment-shared-secret")}
+        response = await api.http.post("/v1/sources/segment", content=body, headers=signed)
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == expected
+    assert api.stack.store.get_profile(user).email == f"{user}@example.test"
+    forged = {"X-Signature": sign_segment(identify, "another-secret")}
+    assert (
+        await api.http.post("/v1/sources/segment", content=identify, headers=forged)
+    ).status_code == 401
