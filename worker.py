@@ -95,8 +95,9 @@ def sending_from(settings: Settings, store: Store) -> SendingActivities:
     """The send activity as the settings describe it: templates, provider, rules."""
     from activities.suppression import QuietHours
     from activities.templates import Renderer
+    from starter.settings import secret_key
 
-    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    secret = secret_key(settings)
     if secret is None:
         log.warning("JOURNEYS_SECRET_KEY is not set: unsubscribe links use a development key")
     company = {"company_name": settings.company_name}

@@ -45,6 +45,8 @@ class Renderer:
             undefined=StrictUndefined,
             autoescape=lambda name: name is not None and name.endswith(".html"),
             keep_trailing_newline=False,
+            trim_blocks=True,  # `{% for %}` lines leave no blank lines in the text part
+            lstrip_blocks=True,
             auto_reload=True,
         )
 

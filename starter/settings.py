@@ -67,3 +67,11 @@ class Settings(BaseSettings):
     stripe_secret: SecretStr | None = None
     standard_webhook_secret: SecretStr | None = None
     segment_secret: SecretStr | None = None
+
+
+def secret_key(settings: Settings) -> str | None:
+    """JOURNEYS_SECRET_KEY, else the key `journeys dev` keeps in the data folder, else None."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    kept = settings.data_dir / "secret_key"
+    return kept.read_text().strip() if kept.is_file() else None

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from activities.unsubscribe import InvalidUnsubscribeToken, read_token
+from starter.settings import secret_key
 
 router = APIRouter(include_in_schema=False)
 
@@ -24,8 +25,7 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{tit
 
 
 def _secret(request: Request) -> str:
-    key = request.app.state.settings.secret_key
-    return key.get_secret_value() if key else "dev-only-secret"
+    return secret_key(request.app.state.settings) or "dev-only-secret"
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:

@@ -85,6 +85,9 @@ async def test_a_worker_killed_during_a_send_yields_exactly_one_email(temporal, 
 
             await wait_for(moved_on)
             assert len(mailbox.received) == 1  # not resent: SMTP cannot dedupe
+            [mail] = mailbox.received
+            assert mail["List-Unsubscribe"].startswith("<http://127.0.0.1:8000/u/")
+            assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
             [row] = store.outbox(user)
             assert (row.status, row.error) == ("unknown", "worker stopped during the provider call")
 
