@@ -74,6 +74,8 @@ def create_worker(
     return Worker(
         client,
         task_queue=task_queue,
+        # On shutdown, let in-flight sends and writes finish rather than cancel them mid-call.
+        graceful_shutdown_timeout=timedelta(seconds=15),
         workflows=[JourneyWorkflow],
         activities=[
             entry.enter_journey,

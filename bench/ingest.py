@@ -95,12 +95,12 @@ async def open_loop(
 class Stack:
     """Temporal dev server, worker and API as processes on free ports in a temporary folder."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, database_url: str | None = None) -> None:
         self.data = data
         self.temporal_port, self.api_port = free_port(), free_port()
         self.key = uuid.uuid4().hex
         self.task_queue = "bench"
-        self.database_url = f"sqlite:///{data / 'journeys.db'}"
+        self.database_url = database_url or f"sqlite:///{data / 'journeys.db'}"
         self.env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
@@ -110,6 +110,9 @@ class Stack:
             "JOURNEYS_API_PORT": str(self.api_port),
             "JOURNEYS_TASK_QUEUE": self.task_queue,
             "JOURNEYS_JOURNEY_MODULES": '["workflows.journeys", "bench.journeys"]',
+            "JOURNEYS_TEMPLATES_DIR": str(ROOT / "bench" / "templates"),
+            "JOURNEYS_QUIET_HOURS": "",  # measure sends, not the night
+            "JOURNEYS_SECRET_KEY": "bench",
         }
         self.processes: list[subprocess.Popen[bytes]] = []
 
@@ -277,7 +280,8 @@ async def measure(stack: Stack, n: int, concurrency: int) -> None:
 
     line = "-" * 72
     print(line)
-    print(f"ingestion benchmark: {n} events, concurrency {concurrency}, {os.cpu_count()} cores")
+    print(f"ingestion benchmark: {n} events, concurrency {concurrency}, {os.cpu_count()} cores, "
+          f"database {stack.database_url.split(':')[0]}")  # fmt: skip
     print(line)
     print(f"raw SDK signal-with-start   {raw_rate:8.1f} /s   p50 {_ms(raw_lat, 0.5)}  "
           f"p99 {_ms(raw_lat, 0.99)}")  # fmt: skip
@@ -308,9 +312,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument(
+        "--database-url", default=None, help="our tables' database (default: a SQLite file)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="journeys-bench-") as folder:
-        stack = Stack(Path(folder))
+        stack = Stack(Path(folder), args.database_url)
         stack.start()
         try:
             asyncio.run(measure(stack, args.events, args.concurrency))

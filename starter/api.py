@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Literal, TypeVar
 
@@ -48,6 +49,7 @@ log = logging.getLogger("journeys.api")
 M = TypeVar("M", bound=BaseModel)
 
 MAX_BODY = 1_000_000
+DATABASE_THREADS = 32
 RETRY_AFTER = "5"
 
 
@@ -94,6 +96,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from starter.client import connect
 
+        # Database calls run in threads and mostly wait (locks, I/O): more than the default six
+        # keep fifty requests in flight from queueing behind each other.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="journeys-db")
+        )
         own_store = store is None
         app.state.store = store or Store(settings.database_url)
         if own_store:
