@@ -44,3 +44,13 @@ class Urgent(Journey):
     async def steps(self) -> None:
         await self.send("first", offer="flash")
         await self.sleep(timedelta(days=1))
+
+
+class AtRisk(Journey):
+    """Flags an at-risk account to the success team's tool through the webhook channel."""
+
+    name = "t_at_risk"
+    trigger = Trigger("Usage Dropped")
+
+    async def steps(self) -> None:
+        await self.send("flag_account", channel="webhook", marketing=False, seats=12)
