@@ -93,10 +93,9 @@ def create_worker(
     )
 
 
-def sending_from(settings: Settings, store: Store) -> SendingActivities:
-    """The send activity as the settings describe it: templates, provider, rules."""
+def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    """The rules every send follows, from JOURNEYS_* settings."""
     from activities.suppression import QuietHours
-    from activities.templates import Renderer
     from starter.settings import secret_key
 
     secret = secret_key(settings)
@@ -105,7 +104,7 @@ def sending_from(settings: Settings, store: Store) -> SendingActivities:
     company = {"company_name": settings.company_name}
     if settings.postal_address:
         company["postal_address"] = settings.postal_address
-    policy = DeliveryPolicy(
+    return DeliveryPolicy(
         from_email=settings.from_email,
         from_name=settings.from_name,
         public_url=settings.public_url,
@@ -117,16 +116,21 @@ def sending_from(settings: Settings, store: Store) -> SendingActivities:
         default_timezone=settings.default_timezone,
         company=company,
     )
+
+
+def sending_from(settings: Settings, store: Store) -> SendingActivities:
+    """The send activity as the settings describe it: templates, provider, rules."""
+    from activities.providers import create_provider
+    from activities.templates import Renderer
+
     provider = webhook = None
     if settings.email_provider != "outbox":
-        from activities.providers import create_provider
-
         provider = create_provider(provider_config(settings, settings.email_provider))
     if settings.webhook_url:
-        from activities.providers import create_provider
-
         webhook = create_provider(provider_config(settings, "webhook"))
-    return SendingActivities(store, Renderer(settings.templates_dir), provider, policy, webhook)
+    return SendingActivities(
+        store, Renderer(settings.templates_dir), provider, delivery_policy(settings), webhook
+    )
 
 
 def provider_config(settings: Settings, provider: str) -> Any:

@@ -110,7 +110,7 @@ class SendingActivities:
             since = request.at - self.policy.frequency_window
             if self.store.marketing_sent_since(request.user_id, since, request.channel) >= cap:
                 return self._skip(request, "frequency_cap")
-        context = self._context(request, traits, profile)
+        context = self.context_for(request, traits, profile)
         subject = html = text = None
         if self.renderer is not None and request.channel != "webhook":
             try:
@@ -209,7 +209,7 @@ class SendingActivities:
         if existing.status == "sending":
             transport = self._transport(request)
             if transport is not None and getattr(transport, "idempotent", False):
-                context = self._context(request, {}, self.store.get_profile(request.user_id))
+                context = self.context_for(request, {}, self.store.get_profile(request.user_id))
                 return self._deliver(request, existing, transport, context)
             # The provider may or may not have it; sending again could deliver twice.
             self._finish(existing, "unknown", error="worker stopped during the provider call")
@@ -296,9 +296,10 @@ class SendingActivities:
             return profile.email if profile and profile.email else None
         return request.user_id
 
-    def _context(
+    def context_for(
         self, request: SendRequest, traits: dict[str, Any], profile: ProfileRow | None
     ) -> dict[str, Any]:
+        """What the templates see: `user`, `event`, the journey's values, `unsubscribe_url`."""
         user = {**traits, "user_id": request.user_id}
         if profile is not None and profile.email:
             user["email"] = profile.email

@@ -50,12 +50,6 @@ class Renderer:
             auto_reload=True,
         )
 
-    def has(self, journey: str, step: str) -> bool:
-        """Whether the step has its subject and HTML templates."""
-        return all(
-            (self.folder / journey / f"{step}.{kind}").is_file() for kind in ("subject", "html")
-        )
-
     def render(self, journey: str, step: str, context: dict[str, Any]) -> RenderedMessage:
         """Render subject, HTML and text, or raise TemplateRenderError saying what is wrong."""
         where = f"templates/{journey}/{step}"

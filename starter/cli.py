@@ -16,8 +16,12 @@ import ipaddress
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from starter.settings import Settings
+
+if TYPE_CHECKING:
+    from workflows.journey import Journey
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,17 +97,12 @@ def _preview(settings: Settings, journey_name: str, step: str, user_id: str, htm
     """Render as the send activity would, with the user's profile and their last trigger event."""
     from activities.sending import SendingActivities
     from activities.store import Store
-    from activities.templates import TemplateRenderError
-    from worker import sending_from
-    from workflows import registry
-    from workflows.errors import UnknownJourneyError
+    from activities.templates import Renderer, TemplateRenderError
+    from worker import delivery_policy
     from workflows.models import SendRequest
 
-    registry.load_modules(settings.journey_modules)
-    try:
-        journey = registry.get(journey_name)
-    except UnknownJourneyError as err:
-        print(f"error: {err}", file=sys.stderr)
+    journey = _journey(settings, journey_name)
+    if journey is None:
         return 2
     store = Store(settings.database_url)
     store.create_all()
@@ -117,16 +116,16 @@ def _preview(settings: Settings, journey_name: str, step: str, user_id: str, htm
             summary = store.event_summary(user_id, name)
             if summary is not None:
                 event = summary.last_properties
-        sending: SendingActivities = sending_from(settings, store)
+        renderer = Renderer(settings.templates_dir)
+        sending = SendingActivities(store, renderer, None, delivery_policy(settings))
         request = SendRequest(
             idempotency_key="preview", run_id="preview", seq=0, journey=journey.name,
             user_id=user_id, template=step, context=journey.preview_context(event),
             at=datetime.now(UTC), event=event,
         )  # fmt: skip
-        context = sending._context(request, dict(profile.traits), profile)
-        assert sending.renderer is not None
+        context = sending.context_for(request, dict(profile.traits), profile)
         try:
-            message = sending.renderer.render(journey.name, step, context)
+            message = renderer.render(journey.name, step, context)
         except TemplateRenderError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
@@ -142,16 +141,9 @@ def _preview(settings: Settings, journey_name: str, step: str, user_id: str, htm
 
 def _control(settings: Settings, journey: str, paused: bool, reason: str | None) -> int:
     from activities.store import Store
-    from workflows import registry
-    from workflows.errors import UnknownJourneyError
 
-    registry.load_modules(settings.journey_modules)
-    try:
-        registry.get(journey)
-    except UnknownJourneyError as err:
-        print(f"error: {err}", file=sys.stderr)
+    if _journey(settings, journey) is None:
         return 2
-
     store = Store(settings.database_url)
     store.create_all()
     try:
@@ -161,6 +153,19 @@ def _control(settings: Settings, journey: str, paused: bool, reason: str | None)
     finally:
         store.dispose()
     return 0
+
+
+def _journey(settings: Settings, name: str) -> type[Journey] | None:
+    """The loaded journey called `name`, or None after saying on stderr which ones exist."""
+    from workflows import registry
+    from workflows.errors import UnknownJourneyError
+
+    registry.load_modules(settings.journey_modules)
+    try:
+        return registry.get(name)
+    except UnknownJourneyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
 
 
 def _is_loopback(host: str) -> bool:

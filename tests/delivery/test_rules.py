@@ -140,7 +140,7 @@ async def test_in_app_messages_are_listed_for_the_app_and_marked_read(api_for, s
     api = await api_for(Inbox, sending=sending(store))
     user = api.stack.user()
     await api.stack.track("Invite Sent", user, {"invitee": "c@example.test"})
-    await api.stack.advance("t_inbox", user, timedelta(seconds=1))
+    await api.stack.result("t_inbox", user)  # it sends, then ends
     listed = (await api.http.get(f"/v1/users/{user}/messages")).json()
     assert [(m["template"], m["subject"], m["readAt"]) for m in listed] == [
         ("team_plan", "Try the team plan", None)
@@ -182,7 +182,7 @@ async def test_caps_are_per_channel(stack_for, store):
     stack = await stack_for(Inbox, sending=sending(store, channel_caps={"in_app": 0}))
     user = stack.user()
     await stack.track("Invite Sent", user, {})
-    await stack.advance("t_inbox", user, timedelta(seconds=1))
+    await stack.result("t_inbox", user)  # it sends (or skips), then ends
     assert steps(stack, user) == [("team_plan", "skipped", "frequency_cap")]
     assert store.marketing_sent_since(user, datetime.now(UTC) - DAY, "email") == 0
 
