@@ -239,22 +239,11 @@ class Store:
     ) -> ProfileRow:
         """Merge `traits` (and `email`) into the user's profile, creating it if new."""
         for _ in range(2):  # a concurrent first insert loses the race once, then updates
-            with self.session() as session:
-                row = session.get(ProfileRow, user_id)
-                if row is None:
-                    row = ProfileRow(user_id=user_id)
-                if traits:
-                    row.traits = {**row.traits, **traits}
-                if email:
-                    row.email = email
-                row.updated_at = utcnow()
-                session.add(row)
-                try:
-                    session.commit()
-                except IntegrityError:
-                    session.rollback()
-                    continue
-                return row
+            try:
+                with self.engine.begin() as conn:
+                    return self._merge_traits(conn, user_id, traits or {}, email)
+            except IntegrityError:
+                continue
         raise RuntimeError(f"could not upsert profile {user_id!r}")
 
     def receive(
@@ -337,13 +326,17 @@ class Store:
             return alias.user_id if alias else None
 
     @staticmethod
-    def _merge_traits(conn: Connection, user_id: str, traits: dict[str, Any]) -> ProfileRow:
-        """Merge traits into the profile (raises IntegrityError if a racing insert won)."""
+    def _merge_traits(
+        conn: Connection, user_id: str, traits: dict[str, Any], email: str | None = None
+    ) -> ProfileRow:
+        """Merge traits (and `email`, else the `email` trait) into the profile; raises
+        IntegrityError if a racing first insert won."""
         profiles = ProfileRow.__table__  # type: ignore[attr-defined]
         current = conn.execute(
             select(profiles.c.email, profiles.c.traits).where(profiles.c.user_id == user_id)
         ).first()
-        email = traits.get("email") if isinstance(traits.get("email"), str) else None
+        if not email and isinstance(traits.get("email"), str):
+            email = traits["email"]
         merged = {**(current.traits if current else {}), **traits}
         row = ProfileRow(
             user_id=user_id,
