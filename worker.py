@@ -25,10 +25,12 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import EntryActivities, RecordingActivities, SendingActivities, Store
+from activities.segments import SegmentActivities
 from activities.sending import DeliveryPolicy
 from starter.settings import Settings
 from workflows.engine import JourneyWorkflow
 from workflows.identity import SEARCH_ATTRIBUTES
+from workflows.segment_entry import SegmentEntryWorkflow
 
 log = logging.getLogger("journeys.worker")
 
@@ -70,18 +72,20 @@ def create_worker(
     it messages go to the local outbox unrendered (the engine's own tests).
     """
     entry, recording = EntryActivities(store), RecordingActivities(store)
+    segments = SegmentActivities(store, client, task_queue)
     sending = sending or SendingActivities(store)
     return Worker(
         client,
         task_queue=task_queue,
         # On shutdown, let in-flight sends and writes finish rather than cancel them mid-call.
         graceful_shutdown_timeout=timedelta(seconds=15),
-        workflows=[JourneyWorkflow],
+        workflows=[JourneyWorkflow, SegmentEntryWorkflow],
         activities=[
             entry.enter_journey,
             recording.record_step,
             recording.record_outcome,
             sending.send_message,
+            segments.enter_segment_page,
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
@@ -154,6 +158,7 @@ def provider_config(settings: Settings, provider: str) -> Any:
 async def run_worker(stop: asyncio.Event | None = None) -> None:
     """Run a worker from settings until `stop` is set (or forever)."""
     from starter.client import connect
+    from starter.schedules import ensure_schedules
     from starter.settings import Settings
     from workflows import registry
 
@@ -165,6 +170,9 @@ async def run_worker(stop: asyncio.Event | None = None) -> None:
     added = await ensure_search_attributes(client)
     if added:
         log.info("registered search attributes %s", ", ".join(added))
+    scheduled = await ensure_schedules(client, journeys, settings.task_queue)
+    if scheduled:
+        log.info("segment schedules: %s", ", ".join(scheduled))
     with ThreadPoolExecutor(ACTIVITY_THREADS) as executor:
         worker = create_worker(
             client, store, settings.task_queue, executor, sending_from(settings, store)

@@ -37,4 +37,7 @@ class EntryActivities:
         return Entry(
             group=recorded.group if recorded else group,  # type: ignore[arg-type]
             profile=Profile(user_id=request.user_id, traits=traits),
+            last_message_at=self.store.last_message_at(
+                request.journey, request.user_id, before_run=request.run_id
+            ),
         )

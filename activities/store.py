@@ -50,6 +50,9 @@ class JourneyRun(SQLModel, table=True):
     """One journey entry (treatment or holdout) and where it got to."""
 
     __tablename__ = "journey_runs"
+    __table_args__ = (
+        Index("ix_journey_runs_journey_user_entered", "journey", "user_id", "entered_at"),
+    )
 
     run_id: str = Field(primary_key=True, max_length=64)
     workflow_id: str = Field(max_length=255)
@@ -202,6 +205,8 @@ class Receipt:
     result: list[dict[str, Any]] | None = None
     profile: ProfileRow | None = None
     """The user's profile as this call left it (so routing need not read it again)."""
+    count: int | None = None
+    """How many events of this name the user has sent, this one included (for `nth`)."""
 
 
 class Store:
@@ -289,9 +294,12 @@ class Store:
                             new=False, routed=routed, result=seen.result if seen else None
                         )
                     profile = self._merge_traits(conn, user_id, traits) if traits else None
+                    count = None
                     if event is not None:
-                        conn.execute(_summary_upsert(self.engine, user_id, event, at, properties))
-                    return Receipt(new=True, routed=False, profile=profile)
+                        count = conn.execute(
+                            _summary_upsert(self.engine, user_id, event, at, properties)
+                        ).scalar()
+                    return Receipt(new=True, routed=False, profile=profile, count=count)
             except IntegrityError:  # a racing first insert of this profile won: merge again
                 continue
         raise RuntimeError(f"could not record message {message_id!r}")
@@ -387,6 +395,32 @@ class Store:
             if user_id:
                 query = query.where(JourneyRun.user_id == user_id)
             return list(session.exec(query))
+
+    def last_message_at(self, journey: str, user_id: str, before_run: str) -> datetime | None:
+        """When `journey` last messaged the user in another run: sent, or held out (so a
+        "not again within 7 days" rule treats both groups alike)."""
+        with self.session() as session:
+            sent = session.exec(
+                select(func.max(OutboxMessage.journey_time)).where(
+                    OutboxMessage.journey == journey,
+                    OutboxMessage.user_id == user_id,
+                    OutboxMessage.run_id != before_run,
+                    OutboxMessage.status.in_(("sent", "sending", "unknown")),  # type: ignore[attr-defined]
+                )
+            ).one()
+            held = session.exec(
+                select(func.max(JourneyStepRow.at))
+                .join(JourneyRun, JourneyRun.run_id == JourneyStepRow.run_id)  # type: ignore[arg-type]
+                .where(
+                    JourneyRun.journey == journey,
+                    JourneyRun.user_id == user_id,
+                    JourneyRun.run_id != before_run,
+                    JourneyStepRow.kind == "send",
+                    JourneyStepRow.status == "held_out",
+                )
+            ).one()
+        times = [_utc(t) for t in (sent, held) if t is not None]
+        return max(times) if times else None
 
     def steps(self, run_id: str) -> list[JourneyStepRow]:
         with self.session() as session:
@@ -514,7 +548,7 @@ def _summary_upsert(
                 else_=table.c.last_properties,
             ),
         },
-    )
+    ).returning(table.c.count)
 
 
 def _engine(url: str) -> Engine:

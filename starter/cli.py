@@ -6,6 +6,7 @@ journeys api       the HTTP API alone, against TEMPORAL_ADDRESS
 journeys list      the journeys that are loaded, with their triggers and goals
 journeys preview JOURNEY STEP --user ID   render a step's email with that user's real data
 journeys pause JOURNEY / resume JOURNEY   the kill switch: stop (or restart) a journey's sends
+journeys schedules [list|pause|resume|trigger|backfill]   segment-entry schedules
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -40,6 +42,22 @@ def main(argv: list[str] | None = None) -> int:
         control = commands.add_parser(name, help=f"{what} a journey (running journeys wait)")
         control.add_argument("journey")
         control.add_argument("--reason", default=None)
+    scheduling = commands.add_parser("schedules", help="the segment-entry schedules")
+    actions = scheduling.add_subparsers(dest="action", metavar="ACTION")
+    actions.add_parser("list", help="each schedule: when it runs, paused, next and recent runs")
+    for name, what in (
+        ("pause", "stop a journey's segment runs"),
+        ("resume", "start a journey's segment runs again"),
+        ("trigger", "run a journey's segment now"),
+        ("backfill", "run a journey's segment for each scheduled time in a past period"),
+    ):
+        action = actions.add_parser(name, help=what)
+        action.add_argument("journey")
+        if name == "pause":
+            action.add_argument("--reason", default=None)
+        if name == "backfill":
+            action.add_argument("--start", required=True, type=_when, help="ISO date or time")
+            action.add_argument("--end", required=True, type=_when, help="ISO date or time")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings()
@@ -61,8 +79,60 @@ def main(argv: list[str] | None = None) -> int:
             return _preview(settings, args.journey, args.step, args.user, args.html)
         elif args.command in ("pause", "resume"):
             return _control(settings, args.journey, args.command == "pause", args.reason)
+        elif args.command == "schedules":
+            code = asyncio.run(_schedules(settings, args))
+            # The SDK's Rust runtime can crash the interpreter's teardown (SIGSEGV) right after
+            # a short-lived client; everything is done and flushed, so leave without teardown.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _when(text: str) -> datetime:
+    when = datetime.fromisoformat(text)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+async def _schedules(settings: Settings, args: argparse.Namespace) -> int:
+    """`journeys schedules ...`: the segment-entry schedules on TEMPORAL_ADDRESS."""
+    from starter import schedules
+    from starter.client import connect
+
+    client = await connect(settings)
+    action = args.action or "list"
+    try:
+        if action == "list":
+            infos = await schedules.list_schedules(client)
+            if not infos:
+                print("no segment schedules (a worker creates them when it starts)")
+            for info in infos:
+                state = "PAUSED" if info.paused else "active"
+                nxt = info.next_runs[0].isoformat(timespec="minutes") if info.next_runs else "-"
+                last = (
+                    info.recent_runs[-1].isoformat(timespec="minutes") if info.recent_runs else "-"
+                )
+                print(
+                    f"{info.journey:20} {state:7} cron {info.cron!r} ({info.timezone})  "
+                    f"next {nxt}  last {last}  {info.id}"
+                )
+        elif action == "pause":
+            await schedules.pause(client, args.journey, args.reason)
+            print(f"paused the segment schedule of {args.journey}")
+        elif action == "resume":
+            await schedules.resume(client, args.journey)
+            print(f"resumed the segment schedule of {args.journey}")
+        elif action == "trigger":
+            await schedules.trigger(client, args.journey)
+            print(f"started a segment run of {args.journey}; follow it in the Temporal UI")
+        elif action == "backfill":
+            await schedules.backfill(client, args.journey, args.start, args.end)
+            print(f"backfilling {args.journey} from {args.start} to {args.end}")
+    except schedules.UnknownSchedule as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -89,7 +159,8 @@ def _list(settings: Settings) -> int:
 
     for journey in registry.load_modules(settings.journey_modules):
         goal = f"goal {journey.goal!r}" if journey.goal else "no goal"
-        print(f"{journey.name:24} {journey.trigger!r}  {goal}  holdout {journey.holdout:.0%}")
+        entry = " or ".join(repr(e) for e in (journey.trigger, journey.segment) if e is not None)
+        print(f"{journey.name:24} {entry}  {goal}  holdout {journey.holdout:.0%}")
     return 0
 
 
@@ -112,7 +183,7 @@ def _preview(settings: Settings, journey_name: str, step: str, user_id: str, htm
             print(f"error: no profile for user {user_id!r}", file=sys.stderr)
             return 2
         event: dict[str, object] = {}
-        for name in sorted(journey.trigger.events):
+        for name in sorted(journey.trigger.events if journey.trigger else ()):
             summary = store.event_summary(user_id, name)
             if summary is not None:
                 event = summary.last_properties

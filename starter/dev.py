@@ -24,6 +24,7 @@ from temporalio.client import Client
 from activities.store import Store
 from starter.api import create_app
 from starter.client import connect
+from starter.schedules import ensure_schedules
 from starter.settings import Settings
 from worker import ACTIVITY_THREADS, create_worker, ensure_search_attributes, sending_from
 from workflows import registry
@@ -101,6 +102,7 @@ async def run_dev(settings: Settings) -> None:
     try:
         client = await wait_for_temporal(settings, temporal)
         await ensure_search_attributes(client)
+        await ensure_schedules(client, journeys, settings.task_queue)
         app = create_app(settings, client=client, store=store, journeys=journeys)
         server = EmbeddedServer(
             uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning")

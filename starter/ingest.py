@@ -77,7 +77,7 @@ class Ingestor:
         if receipt.routed:
             return _duplicate(event.message_id, receipt)
         try:
-            deliveries = await self.router.route(event, receipt.profile)
+            deliveries = await self.router.route(event, receipt.profile, receipt.count)
         except TemporalUnavailable as err:
             log.warning("message %s not routed: %s", event.message_id, err)
             raise Unavailable("Temporal") from err

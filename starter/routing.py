@@ -47,10 +47,13 @@ class Router:
         self.journeys = journeys
         self.task_queue = task_queue
 
-    async def route(self, event: Event, profile: ProfileRow | None = None) -> list[Delivery]:
+    async def route(
+        self, event: Event, profile: ProfileRow | None = None, count: int | None = None
+    ) -> list[Delivery]:
         """Deliver `event` to every journey it concerns; raises if Temporal refuses any call.
 
-        `profile` is the user's profile when the caller has just read it; else it is loaded.
+        `profile` is the user's profile when the caller has just read it, `count` how many
+        such events the user has sent (this one included); else they are loaded.
         """
         interested = [j for j in self.journeys if event.name in j.events_of_interest()]
         if not interested:
@@ -59,9 +62,12 @@ class Router:
         profile = Profile(user_id=event.user_id, traits=row.traits if row else {})
         if row is not None and row.email:
             profile.traits.setdefault("email", row.email)
+        if count is None and any(j.trigger and j.trigger.nth for j in interested):
+            summary = await asyncio.to_thread(self.store.event_summary, event.user_id, event.name)
+            count = summary.count if summary else 0
         calls = [
             self._trigger(journey, event)
-            if journey.trigger.matches(event, profile)
+            if journey.trigger is not None and journey.trigger.matches(event, profile, count)
             else self._signal(journey, event)
             for journey in interested
         ]

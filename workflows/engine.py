@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         SendRequest,
         StepRecord,
     )
+    from workflows.segments import SEGMENT_ENTERED
 
 RECORD_OPTIONS: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=30),
@@ -77,6 +78,7 @@ class JourneyWorkflow:
         self._input = input
         self._entered_at = workflow.now()
         self._events: list[Event] = []
+        self._arrived: list[datetime] = []
         self._seen: set[str] = set()
         self._last_seen: dict[str, datetime] = {}
         self._consumed: set[str] = set()
@@ -97,7 +99,12 @@ class JourneyWorkflow:
         self._error: str | None = None
         self._journey: Journey | None = None
         try:
-            self._journey = registry.get(input.journey)()
+            # The journey's module is imported here, on first use, by design: the registry
+            # holds names only, so journeys load inside the sandbox and are checked there.
+            with workflow.unsafe.sandbox_import_notification_policy(
+                workflow.SandboxImportNotificationPolicy.SILENT
+            ):
+                self._journey = registry.get(input.journey)()
         except JourneyError as err:
             self._error = str(err)
             return
@@ -119,12 +126,15 @@ class JourneyWorkflow:
         self._seen.add(event.message_id)
         if self._outcome is not None:
             # The journey has ended: a trigger now is a new entry, or refused in cooldown.
-            if event.name in journey.trigger.events and self._late_trigger is None:
+            if event.name in self._trigger_events() and self._late_trigger is None:
                 self._late_trigger = event
             return
         self._events.append(event)
+        self._arrived.append(workflow.now())
         self._last_seen[event.name] = workflow.now()
-        if self._entry is None and event.name in journey.trigger.events:
+        if self._entry is None and (
+            event.name in self._trigger_events() or event.name == SEGMENT_ENTERED
+        ):
             self._entry, self._entry_index = event, len(self._events) - 1
             journey.event = event
         goal = journey.goal
@@ -170,6 +180,10 @@ class JourneyWorkflow:
                 JOURNEY_STEP.value_set(self._step),
             ]
         )
+        if not await self._qualify(journey):
+            self._outcome = "exited"
+            self._set_step("done", None)
+            return JourneyResult(outcome="not_entered", reason="trigger_not_met")
         info = workflow.info()
         entry = await workflow.execute_activity_method(
             EntryActivities.enter_journey,
@@ -186,6 +200,7 @@ class JourneyWorkflow:
         )
         self._group = journey.group = entry.group
         journey.profile = entry.profile
+        journey.last_message_at = entry.last_message_at
         workflow.upsert_search_attributes([JOURNEY_GROUP.value_set(entry.group)])
 
         try:
@@ -215,7 +230,7 @@ class JourneyWorkflow:
         except _GoalReached:
             pass
         except JourneyExit as exit:
-            return "exited", exit.reason
+            return ("suppressed" if exit.suppressed else "exited"), exit.reason
         goal = journey.goal
         if goal is not None and self._goal_event is None:
             window_end = self._entered_at + goal.within
@@ -273,6 +288,51 @@ class JourneyWorkflow:
         self._late_trigger = None
         self._step, self._next_wakeup = "done", None
         workflow.upsert_search_attributes([JOURNEY_STEP.value_set("done")])
+
+    async def _qualify(self, journey: Journey) -> bool:
+        """For a trigger with `times` > 1: wait until that many matching events fall within
+        its window, then enter from the one that completed the count. A goal first, or a window
+        that empties, means the user never entered."""
+        trigger = journey.trigger
+        if (
+            trigger is None
+            or trigger.times <= 1
+            or (self._entry is not None and self._entry.name == SEGMENT_ENTERED)
+        ):
+            return True
+        window = trigger.within or timedelta(0)
+        self._set_step("qualifying", None)
+        while True:
+            if self._goal_event is not None:
+                return False
+            now = workflow.now()
+            arrived = list(zip(self._arrived, self._events, strict=True))
+            completing = trigger.completing(arrived, now)
+            if completing is not None:
+                index = self._events.index(completing)
+                self._entry, self._entry_index = completing, index
+                journey.event = completing
+                self._entered_at = journey.entered_at = now
+                return True
+            live = [
+                at for at, event in arrived if event.name in trigger.events and at >= now - window
+            ]
+            if not live:
+                return False
+            count = len(self._events)
+            self._next_wakeup = min(live) + window
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda count=count: (
+                        len(self._events) != count  # type: ignore[misc]
+                        or self._goal_event is not None
+                    ),
+                    timeout=max(min(live) + window - now, timedelta(seconds=1)),
+                )
+
+    def _trigger_events(self) -> tuple[str, ...]:
+        journey = self._journey
+        return journey.trigger.events if journey is not None and journey.trigger else ()
 
     # The runtime the Journey primitives call ------------------------------------------------
 

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, NoReturn, Protocol, TypeVar
 from workflows import registry
 from workflows.errors import JourneyDefinitionError
 from workflows.models import Channel, Event, Group, Profile
+from workflows.segments import Segment
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -36,27 +37,80 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Trigger:
-    """The event(s) that start a journey, with an optional test on the event and the profile.
+    """The event(s) that start a journey, with optional tests on the event, the user and counts.
 
     Args:
         *events: event names, any of which starts the journey.
         where: called as `where(event, profile)`; the journey starts only when it returns True.
+        nth: start only on the user's nth such event ever (the third "Invite Sent"), counted
+            by the webhook's per-user event summaries.
+        times, same, within: start once `times` such events arrived within `within`, all with
+            the same value of the property `same` if given ("the same product viewed 3 times
+            in 7 days"). The journey waits for that, counting in its workflow, and is entered
+            (group, entry time, attribution window) only then; a goal first means no entry.
     """
 
-    def __init__(self, *events: str, where: TriggerPredicate | None = None) -> None:
+    def __init__(
+        self,
+        *events: str,
+        where: TriggerPredicate | None = None,
+        nth: int | None = None,
+        times: int = 1,
+        same: str | None = None,
+        within: timedelta | None = None,
+    ) -> None:
         if not events:
             raise JourneyDefinitionError("Trigger needs at least one event name")
+        if nth is not None and nth < 1:
+            raise JourneyDefinitionError("Trigger `nth` counts from 1")
+        if times < 1:
+            raise JourneyDefinitionError("Trigger `times` must be at least 1")
+        if times > 1 and (within is None or within <= timedelta(0)):
+            raise JourneyDefinitionError("Trigger `times` > 1 needs a positive `within` window")
+        if nth is not None and times > 1:
+            raise JourneyDefinitionError("Trigger takes `nth` or `times`, not both")
         self.events: tuple[str, ...] = events
         self.where = where
+        self.nth = nth
+        self.times = times
+        self.same = same
+        self.within = within
 
-    def matches(self, event: Event, profile: Profile) -> bool:
-        """Whether `event` from a user with `profile` starts this journey."""
-        return event.name in self.events and (
-            self.where is None or bool(self.where(event, profile))
-        )
+    def matches(self, event: Event, profile: Profile, count: int | None = None) -> bool:
+        """Whether `event` from a user with `profile` starts this journey.
+
+        `count` is how many such events the user has sent so far, this one included; a
+        trigger with `nth` matches only when it equals `nth`.
+        """
+        if event.name not in self.events:
+            return False
+        if self.nth is not None and count != self.nth:
+            return False
+        return self.where is None or bool(self.where(event, profile))
+
+    def completing(self, arrived: list[tuple[datetime, Event]], now: datetime) -> Event | None:
+        """The event that makes `times` matching events within `within` (same `same`), if any.
+
+        `arrived` holds (arrival time, event) in arrival order; events older than the window
+        at `now` no longer count.
+        """
+        counts: dict[str, int] = {}
+        for at, event in arrived:
+            if event.name not in self.events or (self.within and at < now - self.within):
+                continue
+            key = str(event.properties.get(self.same)) if self.same else ""
+            counts[key] = counts.get(key, 0) + 1
+            if counts[key] >= self.times:
+                return event
+        return None
 
     def __repr__(self) -> str:
-        return f"Trigger({', '.join(map(repr, self.events))})"
+        extra = ""
+        if self.nth is not None:
+            extra = f", nth={self.nth}"
+        elif self.times > 1:
+            extra = f", times={self.times}, same={self.same!r}, within={_human(self.within)}"
+        return f"Trigger({', '.join(map(repr, self.events))}{extra})"
 
 
 class Goal:
@@ -85,7 +139,7 @@ class Goal:
         return event.name in self.events and (self.where is None or bool(self.where(event)))
 
     def __repr__(self) -> str:
-        return f"Goal({', '.join(map(repr, self.events))}, within={self.within!r})"
+        return f"Goal({', '.join(map(repr, self.events))}, within={_human(self.within)})"
 
 
 def on(*events: str) -> Callable[[F], F]:
@@ -105,11 +159,13 @@ def on(*events: str) -> Callable[[F], F]:
 
 
 class JourneyExit(Exception):
-    """Raised by `Journey.exit` to leave a journey early; the engine records outcome "exited"."""
+    """Raised by `Journey.exit` to leave a journey early; the engine records outcome "exited"
+    (or "suppressed", when the user turned out not to be one the journey is for)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, suppressed: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.suppressed = suppressed
 
 
 class _Runtime(Protocol):
@@ -148,6 +204,8 @@ class Journey:
     Class attributes:
         name: unique, lowercase with underscores; part of workflow IDs and search attributes.
         trigger: the events that start the journey for a user.
+        segment: or (and) who enters on a schedule, for absence and state triggers; needs
+            `reentry`, so a user who still matches tomorrow is not entered again.
         goal: the events that end it as a success, with the attribution window.
         holdout: the share of users held out (0.15 = 15 %); they get the same timers, no sends.
         reentry: refuse to start again for a user within this time of their last entry.
@@ -155,12 +213,18 @@ class Journey:
         listens: further event names that `wait_for` or `inactive_for` use; the webhook routes
             these to running journeys. Trigger, goal and `@on` events are included already.
 
-    Available from `steps` on: `user_id`, `event` (the entry event), `profile`, `group`,
-    `entered_at`, `events` (all received), `messages_sent` and `now()`.
+    Available from `steps` (and `suppress`) on: `user_id`, `event` (the entry event),
+    `profile`, `group`, `entered_at`, `last_message_at` (this journey's last message to the
+    user in an earlier run, sent or held out), `events` (all received), `messages_sent`, `now()`.
+
+    Settings that others derive from (an event name the goal and the segment share, say) go in
+    `declare`, which runs for every subclass, so a subclass that changes one attribute gets a
+    consistent journey.
     """
 
     name: ClassVar[str]
-    trigger: ClassVar[Trigger]
+    trigger: ClassVar[Trigger | None] = None
+    segment: ClassVar[Segment | None] = None
     goal: ClassVar[Goal | None] = None
     holdout: ClassVar[float] = 0.0
     reentry: ClassVar[timedelta | None] = None
@@ -175,10 +239,15 @@ class Journey:
     profile: Profile
     group: Group
     entered_at: datetime
+    last_message_at: datetime | None = None
     _runtime: _Runtime
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        explicit = {k: vars(cls)[k] for k in ("trigger", "goal", "segment") if k in vars(cls)}
+        cls.declare()
+        for key, value in explicit.items():  # what the class itself sets wins over `declare`
+            setattr(cls, key, value)
         handlers: dict[str, list[str]] = {}
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
@@ -195,9 +264,15 @@ class Journey:
     # Declaration helpers --------------------------------------------------------------------
 
     @classmethod
+    def declare(cls) -> None:
+        """Set `trigger`, `goal` or `segment` from other class attributes (runs per subclass)."""
+
+    @classmethod
     def events_of_interest(cls) -> frozenset[str]:
         """Every event name a running journey of this kind wants delivered."""
-        names = set(cls.trigger.events) | set(cls.listens) | set(cls.handlers)
+        names = set(cls.listens) | set(cls.handlers)
+        if cls.trigger is not None:
+            names |= set(cls.trigger.events)
         if cls.goal is not None:
             names |= set(cls.goal.events)
         return frozenset(names)
@@ -271,7 +346,10 @@ class Journey:
         Each new matching event restarts the clock (debounce); events in between are kept,
         so `@on` handlers see every one.
         """
-        await self._runtime.inactive_for(duration, events or self.trigger.events, step)
+        events = events or (self.trigger.events if self.trigger else ())
+        if not events:
+            raise JourneyDefinitionError("inactive_for needs `events` in a journey without trigger")
+        await self._runtime.inactive_for(duration, events, step)
 
     @classmethod
     def preview_context(cls, event: dict[str, Any]) -> dict[str, Any]:
@@ -305,9 +383,27 @@ class Journey:
             template, context, channel=channel, marketing=marketing, fresh_for=fresh_for
         )
 
-    def exit(self, reason: str) -> NoReturn:
-        """Leave the journey now; recorded as outcome "exited" with `reason`."""
-        raise JourneyExit(reason)
+    def exit(self, reason: str, *, suppressed: bool = False) -> NoReturn:
+        """Leave the journey now; recorded as outcome "exited" with `reason`.
+
+        `suppressed=True` records outcome "suppressed" instead: the user turned out not to be
+        one this journey is for (a cart under the minimum value, say), which measurement
+        leaves out of both groups. Use it only before the first send, in both groups alike.
+        """
+        raise JourneyExit(reason, suppressed)
+
+
+def _human(duration: timedelta | None) -> str:
+    """A window as people write it: 7d, 60min, 1d12h."""
+    if duration is None:
+        return "-"
+    days, rest = duration.days, duration.seconds
+    parts = [f"{days}d"] if days else []
+    if rest // 3600:
+        parts.append(f"{rest // 3600}h")
+    if rest % 3600 // 60:
+        parts.append(f"{rest % 3600 // 60}min")
+    return "".join(parts) or f"{duration.total_seconds():g}s"
 
 
 def _validate(cls: type[Journey]) -> None:
@@ -317,12 +413,20 @@ def _validate(cls: type[Journey]) -> None:
         raise JourneyDefinitionError(
             f"{where}: `name` must be lowercase letters, digits and underscores, got {name!r}"
         )
-    if "<locals>" in cls.__qualname__:
+    if cls.trigger is None and cls.segment is None:
         raise JourneyDefinitionError(
-            f"{where}: define journeys at a module's top level, where the worker can import them"
+            f"{where}: declare `trigger = Trigger(...)`, `segment = Segment(...)` or both"
         )
-    if not isinstance(getattr(cls, "trigger", None), Trigger):
-        raise JourneyDefinitionError(f"{where}: `trigger = Trigger(...)` is required")
+    if cls.trigger is not None and not isinstance(cls.trigger, Trigger):
+        raise JourneyDefinitionError(f"{where}: `trigger` must be a Trigger(...) or None")
+    if cls.segment is not None:
+        if not isinstance(cls.segment, Segment):
+            raise JourneyDefinitionError(f"{where}: `segment` must be a Segment(...) or None")
+        if cls.reentry is None:
+            raise JourneyDefinitionError(
+                f"{where}: a segment-entered journey needs `reentry`, or a user who still "
+                "matches would enter again at every run"
+            )
     if cls.goal is not None and not isinstance(cls.goal, Goal):
         raise JourneyDefinitionError(f"{where}: `goal` must be a Goal(...) or None")
     if not 0.0 <= float(cls.holdout) < 1.0:
@@ -335,3 +439,7 @@ def _validate(cls: type[Journey]) -> None:
         for method in methods:
             if not callable(getattr(cls, method, None)):
                 raise JourneyDefinitionError(f"{where}: @on({event!r}) {method} is not callable")
+    if "<locals>" in cls.__qualname__:
+        raise JourneyDefinitionError(
+            f"{where}: define journeys at a module's top level, where the worker can import them"
+        )

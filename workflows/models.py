@@ -64,9 +64,10 @@ class JourneyState(BaseModel):
 
 
 class JourneyResult(BaseModel):
-    """What a finished journey workflow returns."""
+    """What a finished journey workflow returns ("not_entered": its trigger's count or window
+    was never met, so nothing was recorded)."""
 
-    outcome: Outcome
+    outcome: Outcome | Literal["not_entered"]
     reason: str | None = None
     group: Group | None = None
     messages_sent: int = 0
@@ -92,6 +93,8 @@ class Entry(BaseModel):
 
     group: Group
     profile: Profile
+    last_message_at: datetime | None = None
+    """This journey's latest message to the user in an earlier run, sent or held out."""
 
 
 class StepRecord(BaseModel):
@@ -147,3 +150,49 @@ class OutcomeRecord(BaseModel):
     messages_sent: int
     goal_at: datetime | None = None
     revenue: float | None = None
+
+
+# Segment entry --------------------------------------------------------------------------------
+
+
+class SegmentPageRequest(BaseModel):
+    """One page of a segment run: users after `after` (in ID order), as of the run's time."""
+
+    journey: str
+    as_of: datetime
+    after: str | None = None
+    limit: int | None = None
+    """Users per page; default the segment's `page_size`."""
+
+
+class SegmentPage(BaseModel):
+    """What one page did: selected users, journeys started, and users already in the journey."""
+
+    selected: int
+    started: int
+    already_in: int
+    next_after: str | None = None
+    """Where the next page starts; None when this was the last page."""
+
+
+class SegmentProgress(BaseModel):
+    """A segment run so far (the `progress` query, and the run's result)."""
+
+    journey: str
+    as_of: datetime
+    pages: int = 0
+    selected: int = 0
+    started: int = 0
+    already_in: int = 0
+    done: bool = False
+
+
+class SegmentRunInput(BaseModel):
+    """Starts (or, after continue-as-new, resumes) one run of a journey's segment."""
+
+    journey: str
+    as_of: datetime | None = None
+    """Default: the run's start time."""
+    after: str | None = None
+    progress: SegmentProgress | None = None
+    page_size: int | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,7 +15,9 @@ from workflows import (
     UnknownJourneyError,
     registry,
 )
-from workflows.journeys import CartRecovery
+from workflows.journeys import CartRecovery, FeatureAdoption
+from workflows.models import Event, Profile
+from workflows.segments import Never, Segment, never
 
 
 def test_a_journey_needs_a_valid_name():
@@ -29,14 +31,14 @@ def test_a_journey_needs_a_valid_name():
 
 
 def test_a_journey_needs_a_trigger_and_steps():
-    with pytest.raises(JourneyDefinitionError, match="Trigger"):
+    with pytest.raises(JourneyDefinitionError, match="trigger = Trigger"):
 
         class NoTrigger(Journey):
             name = "t_no_trigger"
 
             async def steps(self) -> None: ...
 
-    with pytest.raises(JourneyDefinitionError, match="steps"):
+    with pytest.raises(JourneyDefinitionError, match="define `async def steps"):
 
         class NoSteps(Journey):
             name = "t_no_steps"
@@ -100,3 +102,56 @@ def test_events_of_interest_cover_trigger_goal_handlers_and_listens():
         "Product Removed",
         "Order Completed",
     }
+
+
+class AdoptDashboards(FeatureAdoption):
+    """A team's variant: another target feature, by changing attributes only."""
+
+    name = "t_adopt_dashboards"
+    target_event = "Dashboard Shared"
+    adoption_window = timedelta(days=14)
+
+
+def test_a_subclass_changing_attributes_gets_a_consistent_goal_and_segment():
+    assert AdoptDashboards.goal is not None
+    assert AdoptDashboards.goal.events == ("Dashboard Shared",)
+    assert AdoptDashboards.goal.within == timedelta(days=14)
+    assert AdoptDashboards.segment is not None
+    never_did = [c for c in AdoptDashboards.segment.conditions if isinstance(c, Never)]
+    assert never_did == [Never(("Dashboard Shared",))]
+    # The shipped journey is unchanged.
+    assert FeatureAdoption.goal is not None and FeatureAdoption.goal.events == ("Report Created",)
+
+
+def test_trigger_and_segment_declarations_are_checked():
+    with pytest.raises(JourneyDefinitionError, match="within"):
+        Trigger("Product Viewed", times=3)
+    with pytest.raises(JourneyDefinitionError, match="not both"):
+        Trigger("Invite Sent", nth=3, times=2, within=timedelta(days=1))
+    with pytest.raises(JourneyDefinitionError, match="at least one condition"):
+        Segment()
+    with pytest.raises(JourneyDefinitionError, match="reentry"):
+
+        class NoReentry(Journey):
+            name = "t_no_reentry"
+            segment = Segment(never("Report Created"))
+
+            async def steps(self) -> None:
+                pass
+
+    with pytest.raises(JourneyDefinitionError, match="trigger"):
+
+        class NoEntry(Journey):
+            name = "t_no_entry"
+
+            async def steps(self) -> None:
+                pass
+
+
+def test_nth_trigger_matches_only_the_nth_event():
+    trigger = Trigger("Invite Sent", nth=3)
+    event = Event(name="Invite Sent", user_id="u", message_id="m", timestamp=datetime.now(UTC))
+    profile = Profile(user_id="u")
+    assert [trigger.matches(event, profile, n) for n in (1, 2, 3, 4)] == [
+        False, False, True, False,
+    ]  # fmt: skip

@@ -67,7 +67,8 @@ async def test_worker_and_api_processes_run_a_journey_together(temporal, tmp_pat
                 if assign_group("cart_recovery", u, 0.15) == "treatment"
             )
             event = {
-                "userId": user, "event": "Product Added", "properties": {"product_id": "p"},
+                "userId": user, "event": "Product Added",
+                "properties": {"product_id": "p", "price": 25},
                 "context": {"traits": {"email": f"{user}@example.test"}},
             }  # fmt: skip
             assert (await http.post("/v1/track", json=event)).status_code == 200
@@ -91,3 +92,34 @@ async def test_worker_and_api_processes_run_a_journey_together(temporal, tmp_pat
             process.wait(timeout=30)
         for log in logs.values():
             log.close()
+
+
+async def test_schedules_command_lists_pauses_resumes_and_names_unknown_journeys(temporal):
+    from starter.schedules import ensure_schedules
+    from workflows.journeys import FeatureAdoption, WinBack
+
+    await ensure_schedules(temporal.client, [FeatureAdoption, WinBack], f"tq-{uuid.uuid4().hex}")
+    env = {**os.environ, "TEMPORAL_ADDRESS": temporal.client.service_client.config.target_host}
+
+    def journeys(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [JOURNEYS, "schedules", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    listed = journeys("list")
+    assert listed.returncode == 0, listed.stderr
+    lines = {line.split()[0]: line for line in listed.stdout.splitlines()}
+    assert "cron '0 9 * * *' (UTC)" in lines["feature_adoption"]
+    assert "cron '0 10 * * *' (UTC)" in lines["win_back"]
+
+    assert journeys("pause", "win_back", "--reason", "copy review").returncode == 0
+    assert (
+        "PAUSED"
+        in {line.split()[0]: line for line in journeys("list").stdout.splitlines()}["win_back"]
+    )
+    assert journeys("resume", "win_back").returncode == 0
+    assert "active" in journeys("list").stdout.split("win_back", 1)[1].split("\n")[0]
+
+    unknown = journeys("trigger", "onboarding")
+    assert unknown.returncode == 2
+    assert "no segment schedule for journey 'onboarding'" in unknown.stderr

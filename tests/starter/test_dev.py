@@ -99,7 +99,8 @@ def test_journeys_dev_runs_everything_and_ctrl_c_stops_everything(tmp_path):
         with dev.http() as http:
             assert http.get("/healthz").status_code == 200
             event = {
-                "userId": "dev-user", "event": "Product Added", "properties": {"sku": "s"},
+                "userId": "dev-user", "event": "Product Added",
+                "properties": {"sku": "s", "price": 25},
                 "context": {"traits": {"email": "dev-user@example.test"}},
             }  # fmt: skip
             response = http.post("/v1/track", json=event)

@@ -1,0 +1,51 @@
+"""Win-back by its trigger: emails on days 7, 28 and 73; suppressions; the goal."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.journeys.conftest import DAY, Shop
+from workflows.journeys import WinBack
+
+MINUTE = timedelta(minutes=1)
+
+
+async def test_feedback_whats_new_and_offer_at_7_28_and_73_days(shop_for):
+    shop: Shop = await shop_for(WinBack)
+    user = shop.user("win_back")
+    await shop.identify(user, first_name="Lin")
+    await shop.track(user, "Subscription Cancelled", {"plan": "pro"})
+    sent: list[str] = []
+    for gap, template in ((7, "feedback"), (21, "whats_new"), (45, "offer")):  # days 7, 28, 73
+        await shop.advance("win_back", user, gap * DAY - MINUTE)
+        assert shop.templates(user) == sent
+        await shop.advance("win_back", user, MINUTE)
+        sent.append(template)
+        assert shop.templates(user) == sent
+    feedback, _, offer = shop.sent(user)
+    assert "WELCOMEBACK30" not in feedback.body_html and "%" not in feedback.body_html
+    assert "WELCOMEBACK30" in offer.body_html and "30%" in offer.body_html
+
+
+async def test_subscription_started_ends_it_as_a_conversion(shop_for):
+    shop = await shop_for(WinBack)
+    user = shop.user("win_back")
+    await shop.identify(user)
+    await shop.track(user, "Subscription Cancelled")
+    await shop.advance("win_back", user, 30 * DAY)
+    await shop.track(user, "Subscription Started", {"plan": "pro", "revenue": 99})
+    result = await shop.outcome("win_back", user)
+    assert (result.outcome, result.messages_sent) == ("converted", 2)
+
+
+async def test_negative_support_and_opt_out_suppress_it(shop_for):
+    shop = await shop_for(WinBack)
+    angry, opted_out = shop.user("win_back"), shop.user("win_back")
+    await shop.identify(angry, negative_support_experience=True)
+    await shop.identify(opted_out, win_back_opt_out="yes")
+    for user, reason in ((angry, "negative_support_experience"),
+                         (opted_out, "opted_out_of_win_back")):  # fmt: skip
+        await shop.track(user, "Subscription Cancelled")
+        result = await shop.api.stack.result("win_back", user)
+        assert (result.outcome, result.reason) == ("suppressed", reason)
+        assert shop.sent(user) == []

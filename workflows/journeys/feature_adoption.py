@@ -1,0 +1,66 @@
+"""Feature adoption (seed 003, workflow 2): nudge engaged users toward a feature they never used.
+
+Entry is by segment, in a daily run: users active for at least 14 days (first to last activity)
+and still active in the last 7, who used at least two core features, but never the target
+feature (default: Report Created). Emails at entry, 5 days and 10 days, each only while the
+feature is still unused: using it is the goal, which ends the journey at once. The goal window
+is 30 days. The daily run never re-enters a user within 90 days.
+
+Change the feature by subclassing: `target_event`, `feature_name`, `core_features` and the windows
+are class attributes, and `declare` builds the goal and the segment from them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from workflows import Goal, Journey
+from workflows.segments import Segment, active_span, active_within, did_any, never
+
+
+class FeatureAdoption(Journey):
+    name = "feature_adoption"
+    holdout = 0.15
+    reentry = timedelta(days=90)
+
+    target_event = "Report Created"
+    feature_name = "reports"
+    core_features: tuple[str, ...] = (
+        "Dashboard Viewed",
+        "Project Created",
+        "Integration Connected",
+        "Teammate Invited",
+    )
+    core_features_needed = 2
+    active_at_least = timedelta(days=14)
+    still_active_within = timedelta(days=7)
+    adoption_window = timedelta(days=30)
+    tutorial_at = timedelta(days=5)
+    personal_note_at = timedelta(days=10)
+    schedule = "0 9 * * *"  # daily at 09:00
+    schedule_timezone = "UTC"
+
+    @classmethod
+    def declare(cls) -> None:
+        cls.goal = Goal(cls.target_event, within=cls.adoption_window)
+        cls.segment = Segment(
+            active_span(cls.active_at_least),
+            active_within(cls.still_active_within),
+            did_any(*cls.core_features, at_least=cls.core_features_needed),
+            never(cls.target_event),
+            cron=cls.schedule,
+            timezone=cls.schedule_timezone,
+        )
+
+    async def steps(self) -> None:
+        feature = {"name": self.feature_name, "event": self.target_event}
+        await self.send("introduction", feature=feature)
+        await self.sleep_until(self.entered_at + self.tutorial_at)
+        await self.send("tutorial", feature=feature)
+        await self.sleep_until(self.entered_at + self.personal_note_at)
+        await self.send("personal_note", feature=feature)
+
+    @classmethod
+    def preview_context(cls, event: dict[str, Any]) -> dict[str, Any]:
+        return {"feature": {"name": cls.feature_name, "event": cls.target_event}}
