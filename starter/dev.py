@@ -147,7 +147,7 @@ def _print_summary(settings: Settings, journeys: list[type], generated_key: bool
         "",
         "  try:  curl -X POST " + api + "/v1/track -H 'Authorization: Bearer " + key + "' \\",
         '          -H \'Content-Type: application/json\' -d \'{"userId":"u1","event":'
-        '"Product Added","properties":{"product_id":"p1"},'
+        '"Product Added","properties":{"product_id":"p1","price":25},'
         '"context":{"traits":{"email":"u1@example.com"}}}\'',
         "",
         "Ctrl-C stops everything.",
