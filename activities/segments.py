@@ -18,12 +18,12 @@ from sqlalchemy import and_, case, exists, func, select, true
 from sqlalchemy.sql.elements import ColumnElement
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.store import EventSummary, JourneyRun, Store
 from workflows import registry
-from workflows.identity import JOURNEY_NAME, JOURNEY_USER_ID, user_key, workflow_id
+from workflows.identity import start_attributes, workflow_id
 from workflows.models import Event, JourneyInput, SegmentPage, SegmentPageRequest
 from workflows.segments import SEGMENT_ENTERED, Activity, Condition, Did, Never, Segment
 
@@ -146,12 +146,7 @@ class SegmentActivities:
                 id=workflow_id(journey, user_id),
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(JOURNEY_NAME, journey),
-                        SearchAttributePair(JOURNEY_USER_ID, user_key(user_id)),
-                    ]
-                ),
+                search_attributes=start_attributes(journey, user_id),
             )
         except WorkflowAlreadyStartedError:
             return False

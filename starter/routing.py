@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import ProfileRow, Store
 from workflows.engine import JourneyWorkflow
-from workflows.identity import JOURNEY_NAME, JOURNEY_USER_ID, user_key, workflow_id
+from workflows.identity import start_attributes, workflow_id
 from workflows.journey import Journey
 from workflows.models import Event, JourneyInput, Profile
 
@@ -90,12 +90,7 @@ class Router:
             start_signal="event",
             start_signal_args=[event],
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(JOURNEY_NAME, journey.name),
-                    SearchAttributePair(JOURNEY_USER_ID, user_key(event.user_id)),
-                ]
-            ),
+            search_attributes=start_attributes(journey.name, event.user_id),
         )
         return Delivery(journey.name, wid, "triggered")
 

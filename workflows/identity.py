@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 JOURNEY_NAME = SearchAttributeKey.for_keyword("JourneyName")
 JOURNEY_USER_ID = SearchAttributeKey.for_keyword("JourneyUserId")
@@ -33,3 +33,13 @@ def user_key(user_id: str) -> str:
 def workflow_id(journey: str, user_id: str) -> str:
     """The one workflow ID of `journey` for `user_id`."""
     return f"{journey}:{user_key(user_id)}"
+
+
+def start_attributes(journey: str, user_id: str) -> TypedSearchAttributes:
+    """The search attributes a journey workflow is started with (the UI lists it at once)."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(JOURNEY_NAME, journey),
+            SearchAttributePair(JOURNEY_USER_ID, user_key(user_id)),
+        ]
+    )
