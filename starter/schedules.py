@@ -18,6 +18,7 @@ from temporalio.client import (
     ScheduleAlreadyRunningError,
     ScheduleBackfill,
     ScheduleCalendarSpec,
+    ScheduleDescription,
     ScheduleHandle,
     ScheduleOverlapPolicy,
     SchedulePolicy,
@@ -101,8 +102,7 @@ class ScheduleInfo:
 
 
 async def describe(client: Client, journey: str, id_prefix: str = "") -> ScheduleInfo:
-    handle = await _handle(client, journey, id_prefix)
-    desc = await handle.describe()
+    handle, desc = await _described(client, journey, id_prefix)
     spec, state = desc.schedule.spec, desc.schedule.state
     return ScheduleInfo(
         id=handle.id,
@@ -175,9 +175,16 @@ def _cron_of(calendar: ScheduleCalendarSpec) -> str:
 
 
 async def _handle(client: Client, journey: str, id_prefix: str) -> ScheduleHandle:
+    """The schedule's handle, once it is known to exist (else UnknownSchedule)."""
+    return (await _described(client, journey, id_prefix))[0]
+
+
+async def _described(
+    client: Client, journey: str, id_prefix: str
+) -> tuple[ScheduleHandle, ScheduleDescription]:
     handle = client.get_schedule_handle(schedule_id(journey, id_prefix))
     try:
-        await handle.describe()
+        return handle, await handle.describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise UnknownSchedule(
@@ -185,4 +192,3 @@ async def _handle(client: Client, journey: str, id_prefix: str) -> ScheduleHandl
                 "or no worker has started since it got one"
             ) from err
         raise
-    return handle
