@@ -34,6 +34,10 @@ from workflows.segment_entry import SegmentEntryWorkflow
 
 log = logging.getLogger("journeys.worker")
 
+# The SDK's activity worker prints every completion, result payload included, at DEBUG: user IDs
+# and profile traits would reach the logs of anyone debugging. Its INFO and above still show.
+logging.getLogger("temporalio.worker._activity").setLevel(logging.INFO)
+
 ACTIVITY_THREADS = 32
 
 
@@ -100,10 +104,10 @@ def create_worker(
 def delivery_policy(settings: Settings) -> DeliveryPolicy:
     """The rules every send follows, from JOURNEYS_* settings."""
     from activities.suppression import QuietHours
-    from starter.settings import secret_key
+    from starter.settings import DEVELOPMENT_KEY, signing_key
 
-    secret = secret_key(settings)
-    if secret is None:
+    secret = signing_key(settings)  # refuses a published key for links that leave this machine
+    if secret == DEVELOPMENT_KEY:
         log.warning("JOURNEYS_SECRET_KEY is not set: unsubscribe links use a development key")
     company = {"company_name": settings.company_name}
     if settings.postal_address:
@@ -112,7 +116,7 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
         from_email=settings.from_email,
         from_name=settings.from_name,
         public_url=settings.public_url,
-        secret_key=secret or "dev-only-secret",
+        secret_key=secret,
         frequency_cap=settings.frequency_cap,
         channel_caps=settings.frequency_caps,
         frequency_window=timedelta(days=settings.frequency_window_days),
@@ -157,6 +161,7 @@ def provider_config(settings: Settings, provider: str) -> Any:
 
 async def run_worker(stop: asyncio.Event | None = None) -> None:
     """Run a worker from settings until `stop` is set (or forever)."""
+    from activities import metrics
     from starter.client import connect
     from starter.schedules import ensure_schedules
     from starter.settings import Settings
@@ -165,7 +170,8 @@ async def run_worker(stop: asyncio.Event | None = None) -> None:
     settings = Settings()
     journeys = registry.load_modules(settings.journey_modules)
     store = Store(settings.database_url)
-    store.create_all()
+    store.migrate()
+    serving_metrics = metrics.serve(settings.metrics_address)  # before connecting: the runtime
     client = await connect(settings)
     added = await ensure_search_attributes(client)
     if added:
@@ -182,5 +188,7 @@ async def run_worker(stop: asyncio.Event | None = None) -> None:
             f"queue {settings.task_queue!r} at {settings.temporal_address}",
             flush=True,
         )
+        if serving_metrics:
+            print(f"worker: metrics at http://{settings.metrics_address}/metrics", flush=True)
         async with worker:
             await (stop or asyncio.Event()).wait()

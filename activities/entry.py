@@ -5,11 +5,16 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.holdout import assign_group
+from activities.metrics import count_entry
 from activities.store import JourneyRun, Store
 from workflows.models import Entry, EntryRequest, Profile
 
-CONTACT_TRAITS = frozenset({"email", "phone", "address"})
-"""Kept out of workflow histories: the send activity reads contact details itself."""
+CONTACT_TRAITS = frozenset(
+    {"email", "phone", "address", "name", "first_name", "last_name", "firstName", "lastName",
+     "username", "birthday"}
+)  # fmt: skip
+"""Contact details and names (Segment's reserved traits that identify a person): kept out of
+workflow histories, which the Temporal UI shows. The send activity reads them itself."""
 
 
 class EntryActivities:
@@ -20,7 +25,7 @@ class EntryActivities:
     def enter_journey(self, request: EntryRequest) -> Entry:
         """Record the entry once (a retry returns the recorded group) and snapshot the profile."""
         group = assign_group(request.journey, request.user_id, request.holdout)
-        self.store.insert_once(
+        if self.store.insert_once(
             JourneyRun(
                 run_id=request.run_id,
                 workflow_id=request.workflow_id,
@@ -30,7 +35,8 @@ class EntryActivities:
                 entered_at=request.entered_at,
                 entry_event=request.event.name if request.event else None,
             )
-        )
+        ):
+            count_entry(request.journey, group)  # once per run: a retry finds the row
         recorded = self.store.get_run(request.run_id)
         row = self.store.get_profile(request.user_id)
         traits = {k: v for k, v in (row.traits if row else {}).items() if k not in CONTACT_TRAITS}

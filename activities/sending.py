@@ -26,6 +26,7 @@ from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.metrics import count_send
 from activities.store import JourneyRun, JourneyStepRow, OutboxMessage, ProfileRow, Store
 from activities.suppression import QuietHours, opted_out
 from activities.templates import Renderer, TemplateRenderError
@@ -78,6 +79,11 @@ class SendingActivities:
     @activity.defn(name="send_message")
     def send_message(self, request: SendRequest) -> SendResult:
         """Check, render and deliver one message once; see the module docstring for the order."""
+        result = self._send(request)
+        count_send(request, result)  # the worker's metrics: sent, skipped, failed, deferred
+        return result
+
+    def _send(self, request: SendRequest) -> SendResult:
         existing = self._find(request.idempotency_key)
         if existing is not None:
             return self._resume(request, existing)
@@ -205,15 +211,23 @@ class SendingActivities:
         return SendResult(status="sent", message_id=str(message.id))
 
     def _resume(self, request: SendRequest, existing: OutboxMessage) -> SendResult:
-        """A retry that finds the row: report the send, or settle one a dead worker left."""
-        if existing.status == "sending":
+        """A retry that finds the row: report the send, or settle one a dead worker left.
+
+        The earlier attempt may have died between the row and its step (a lost connection):
+        the step is recorded here if it is missing, once, as the row says it went.
+        """
+        status = existing.status
+        if status == "sending":
             transport = self._transport(request)
             if transport is not None and getattr(transport, "idempotent", False):
                 context = self.context_for(request, {}, self.store.get_profile(request.user_id))
                 return self._deliver(request, existing, transport, context)
             # The provider may or may not have it; sending again could deliver twice.
             self._finish(existing, "unknown", error="worker stopped during the provider call")
-            self._count_sent(request, status="unknown")
+            status = "unknown"
+        if status == "failed":  # refused for good: not delivered, whatever the retry
+            return self._skip(request, "provider_refused", existing.error, status="failed")
+        self._count_sent(request, status=status)
         return SendResult(status="duplicate", message_id=str(existing.id))
 
     def _transport(self, request: SendRequest) -> Any | None:

@@ -216,9 +216,15 @@ class Store:
         self.url = url
         self.engine = _engine(url)
 
-    def create_all(self) -> None:
-        """Create missing tables (migrations arrive with the deployment work)."""
-        SQLModel.metadata.create_all(self.engine)
+    def migrate(self) -> None:
+        """Upgrade the schema to this code's newest migration (a no-op when it is current).
+
+        Safe when several processes start at once: they take turns, and the later ones find
+        nothing to do. A database made by the old `create_all` is adopted, not recreated.
+        """
+        from activities import migrations
+
+        migrations.upgrade(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -246,6 +252,8 @@ class Store:
         for _ in range(2):  # a concurrent first insert loses the race once, then updates
             try:
                 with self.engine.begin() as conn:
+                    if conn.dialect.name == "sqlite":  # write-locked before the read, as
+                        conn.exec_driver_sql("BEGIN IMMEDIATE")  # FOR UPDATE does elsewhere
                     return self._merge_traits(conn, user_id, traits or {}, email)
             except IntegrityError:
                 continue
@@ -272,6 +280,8 @@ class Store:
             # Core statements, not the ORM: this runs once per event on the hot path.
             try:
                 with self.engine.begin() as conn:
+                    # RETURNING, not rowcount: SQLAlchemy keeps no INSERT's rowcount, and on
+                    # psycopg it read -1, so every duplicate looked new on PostgreSQL.
                     inserted = conn.execute(
                         _insert(self.engine, receipts)
                         .values(
@@ -282,8 +292,9 @@ class Store:
                             received_at=utcnow(),
                         )
                         .on_conflict_do_nothing(index_elements=["message_id"])
-                    ).rowcount
-                    if not inserted:
+                        .returning(receipts.c.message_id)
+                    ).first()
+                    if inserted is None:
                         seen = conn.execute(
                             select(receipts.c.routed_at, receipts.c.result).where(
                                 receipts.c.message_id == message_id
@@ -340,10 +351,13 @@ class Store:
         """Merge traits (and `email`, else the `email` trait) into the profile; raises
         IntegrityError if a racing first insert won."""
         profiles = ProfileRow.__table__  # type: ignore[attr-defined]
-        current = conn.execute(
-            select(profiles.c.email, profiles.c.traits).where(profiles.c.user_id == user_id)
+        aliases = UserAlias.__table__  # type: ignore[attr-defined]
+        current = conn.execute(  # FOR UPDATE: concurrent merges take turns, none is lost
+            select(profiles.c.email, profiles.c.traits)
+            .where(profiles.c.user_id == user_id)
+            .with_for_update()
         ).first()
-        if not email and isinstance(traits.get("email"), str):
+        if not email and _fits(traits.get("email"), profiles.c.email):
             email = traits["email"]
         merged = {**(current.traits if current else {}), **traits}
         row = ProfileRow(
@@ -357,10 +371,9 @@ class Store:
             conn.execute(profiles.insert().values(user_id=user_id, **values))
         else:
             conn.execute(update(profiles).where(profiles.c.user_id == user_id).values(**values))
-        aliases = UserAlias.__table__  # type: ignore[attr-defined]
         for kind in ALIAS_TRAITS:
             value = traits.get(kind)
-            if isinstance(value, str | int) and str(value):
+            if isinstance(value, str | int) and _fits(str(value), aliases.c.value):
                 conn.execute(
                     _insert(conn.engine, aliases)
                     .values(kind=kind, value=str(value), user_id=user_id)
@@ -504,6 +517,12 @@ class Store:
 def _utc(when: datetime) -> datetime:
     """Aware and in UTC, so comparisons agree on SQLite (text) and PostgreSQL."""
     return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _fits(value: Any, column: Any) -> bool:
+    """A non-empty string the column can hold (PostgreSQL refuses longer ones; SQLite would
+    take them): a trait too long for its column stays a trait only."""
+    return isinstance(value, str) and 0 < len(value) <= (column.type.length or len(value))
 
 
 def _insert(engine: Engine, table: Any) -> Any:

@@ -64,6 +64,10 @@ class Renderer:
             raise TemplateRenderError(f"{where}: missing template {err.name}") from err
         except TemplateError as err:
             raise TemplateRenderError(f"{where}: {type(err).__name__}: {err}") from err
+        except (ArithmeticError, LookupError, TypeError, ValueError) as err:
+            # The template's own expression failed ({{ 1/0 }}, a range the sandbox caps, a str
+            # plus an int): as deterministic as a missing variable, so a retry would fail again.
+            raise TemplateRenderError(f"{where}: {type(err).__name__}: {err}") from err
         subject = " ".join(subject.split())  # one line: no header injection through a subject
         if not subject:
             raise TemplateRenderError(f"{where}: the subject renders empty")

@@ -141,7 +141,7 @@ class Stack:
             )
         )
         self._wait_port(self.temporal_port)
-        Store(self.database_url).create_all()
+        Store(self.database_url).migrate()
         for command in ("worker", "api"):
             self.processes.append(
                 subprocess.Popen(

@@ -141,7 +141,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="journeys-bench-") as folder:
         url = args.database_url or f"sqlite:///{Path(folder) / 'journeys.db'}"
         store = Store(url)
-        store.create_all()
+        store.migrate()
         began = time.perf_counter()
         counts = fill(store, args.profiles, now)
         rows = sum(len(events) * counts[kind] for kind, _, events in KINDS)

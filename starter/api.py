@@ -8,37 +8,42 @@
     GET|POST /u/{token} one-click unsubscribe (RFC 8058), signed link, no login
     GET  /outbox        the local outbox as a page (?key= or Bearer)
     GET  /healthz       200 only when Temporal and the database answer
+    GET  /metrics       Prometheus counters (Bearer key, like /v1)
 
 Errors say what is wrong: malformed JSON 400, a missing or wrong API key 401, a body over 1 MB
 413, a schema error 422 naming the field, Temporal or the database unreachable 503 with
-Retry-After (nothing is reported as done unless it was).
+Retry-After (nothing is reported as done unless it was); so is a process at its limit of ingest
+requests in flight, or Temporal refusing for load (see starter/backpressure.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from activities.store import Store
-from starter.calls import BatchCall, Call, IdentifyCall, TrackCall
+from starter.backpressure import Admission, AdmissionMiddleware, temporal_busy
+from starter.calls import BatchCall, Call, IdentifyCall, TrackCall, nul_at, parse_json
+from starter.dashboard import router as dashboard_router
 from starter.inbox import router as inbox_router
 from starter.ingest import Accepted, Delivered, Ingestor, Unavailable
+from starter.metrics import ApiMetrics
 from starter.outbox_page import router as outbox_router
 from starter.routing import Router
-from starter.settings import Settings
+from starter.settings import Settings, signing_key
 from starter.sources.routes import router as sources_router
 from starter.unsubscribe import router as unsubscribe_router
 from workflows import registry
@@ -77,6 +82,48 @@ class BatchAccepted(BaseModel):
     results: list[BatchItem]
 
 
+class Problem(BaseModel):
+    """Every error answer: what is wrong and, for a 422, which fields."""
+
+    detail: str
+    errors: list[Rejected] = []
+
+
+class Health(BaseModel):
+    """/healthz: "ok" or why each dependency is down."""
+
+    temporal: str
+    database: str
+
+
+_RETRY = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
+INGEST_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "malformed JSON body"},
+    401: {"model": Problem, "description": "missing or wrong API key"},
+    413: {"model": Problem, "description": "body over 1 MB"},
+    422: {"model": Problem, "description": "not a valid call; `errors` names the fields"},
+    503: {"model": Problem, "description": "Temporal or the database unreachable; nothing was "
+          "accepted, retry", "headers": _RETRY},
+}  # fmt: skip
+"""What the OpenAPI document promises besides 200, so clients (and the fuzz test) can rely on it."""
+
+INBOX_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: INGEST_ERRORS[401],
+    404: {"model": Problem, "description": "the user has no such message"},
+    422: {"model": Problem, "description": "a path parameter is not valid"},
+}
+SOURCE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: INGEST_ERRORS[400],
+    401: {"model": Problem, "description": "missing, wrong or stale signature"},
+    404: {"model": Problem, "description": "this source is not configured (set its secret)"},
+    413: INGEST_ERRORS[413],
+    422: {"model": Problem, "description": "signed, but not a payload this source sends"},
+    503: {"model": Problem, "description": "could not be taken now; retry", "headers": _RETRY},
+}
+
+BEARER = HTTPBearer(auto_error=False, description="JOURNEYS_API_KEY")
+"""Declares the scheme in the OpenAPI document; `require_key` does the checking."""
+
 IGNORED_TYPES = frozenset({"page", "screen", "group", "alias", "delete"})
 """Segment call types a destination forwards that no journey uses: taken and ignored."""
 
@@ -91,10 +138,13 @@ def create_app(
     journeys: list[type[Journey]] | None = None,
 ) -> FastAPI:
     """Build the API; pass `client`, `store` and `journeys` to share them (tests, `dev`)."""
+    metrics = ApiMetrics()
+    admission = Admission(settings.api_max_in_flight)
+    metrics.watch(lambda: admission.in_flight, admission.limit)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from starter.client import connect
+        from starter.client import API_RETRY, connect
 
         # Database calls run in threads and mostly wait (locks, I/O): more than the default six
         # keep fifty requests in flight from queueing behind each other.
@@ -104,13 +154,15 @@ def create_app(
         own_store = store is None
         app.state.store = store or Store(settings.database_url)
         if own_store:
-            app.state.store.create_all()
-        app.state.client = client or await connect(settings)
+            app.state.store.migrate()
+        app.state.client = client or await connect(settings, retry=API_RETRY)
         loaded = (
             journeys if journeys is not None else registry.load_modules(settings.journey_modules)
         )
         app.state.router = Router(app.state.client, app.state.store, loaded, settings.task_queue)
-        app.state.ingestor = Ingestor(app.state.store, app.state.router)
+        app.state.ingestor = Ingestor(
+            app.state.store, app.state.router, admission=admission, on_taken=metrics.taken
+        )
         app.state.settings = settings
         yield
         if own_store:
@@ -123,8 +175,12 @@ def create_app(
         lifespan=lifespan,
     )
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    signing_key(settings)  # MissingSecretKey now, not on the first unsubscribe click
 
-    async def require_key(request: Request) -> None:
+    async def require_key(
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],  # for the docs
+    ) -> None:
         if api_key is None:
             return
         header = request.headers.get("authorization", "")
@@ -138,6 +194,9 @@ def create_app(
         if length is not None and length.isdigit() and int(length) > MAX_BODY:
             return JSONResponse({"detail": f"body over {MAX_BODY} bytes"}, status_code=413)
         return await call_next(request)
+
+    # Added last, so outermost: an ingest request over the limit is refused before anything else.
+    app.add_middleware(AdmissionMiddleware, admission=admission, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -165,8 +224,12 @@ def create_app(
 
     @app.exception_handler(Unavailable)
     async def unavailable(_: Request, exc: Unavailable) -> JSONResponse:
+        reason = f"temporarily unavailable: {exc}"
+        if temporal_busy(exc):
+            metrics.refused("temporal_busy")
+            reason = "busy: Temporal is refusing for load (RESOURCE_EXHAUSTED)"
         return JSONResponse(
-            {"detail": f"temporarily unavailable: {exc}; nothing was accepted, retry"},
+            {"detail": f"{reason}; nothing was accepted, retry"},
             status_code=503,
             headers={"Retry-After": RETRY_AFTER},
         )
@@ -180,7 +243,10 @@ def create_app(
         return request.app.state.ingestor  # type: ignore[no-any-return]
 
     @app.post(
-        "/v1/track", dependencies=[Depends(require_key)], openapi_extra=body_schema(TrackCall)
+        "/v1/track",
+        dependencies=[Depends(require_key)],
+        openapi_extra=body_schema(TrackCall),
+        responses=INGEST_ERRORS,
     )
     async def track(request: Request) -> Accepted:
         """Record a track call and deliver it to every journey it starts or reaches.
@@ -194,13 +260,25 @@ def create_app(
         "/v1/identify",
         dependencies=[Depends(require_key)],
         openapi_extra=body_schema(IdentifyCall),
+        responses=INGEST_ERRORS,
     )
     async def identify(request: Request) -> Accepted:
         """Merge traits into the user's profile: email, name, timezone, consent, any trait."""
         return await ingestor(request).identify(await _parse(request, IdentifyCall))
 
     @app.post(
-        "/v1/batch", dependencies=[Depends(require_key)], openapi_extra=body_schema(BatchCall)
+        "/v1/batch",
+        dependencies=[Depends(require_key)],
+        openapi_extra=body_schema(BatchCall),
+        response_model=BatchAccepted,
+        responses={
+            **INGEST_ERRORS,
+            503: {
+                **INGEST_ERRORS[503],
+                "model": BatchAccepted,
+                "description": "some items could not be taken now: retry the batch",
+            },
+        },
     )
     async def batch(request: Request) -> JSONResponse:
         """Several calls at once, answered per item; 503 if any item could not be taken now."""
@@ -213,12 +291,25 @@ def create_app(
             headers={"Retry-After": RETRY_AFTER} if unavailable else None,
         )
 
-    app.include_router(inbox_router, dependencies=[Depends(require_key)])
+    app.include_router(inbox_router, dependencies=[Depends(require_key)], responses=INBOX_ERRORS)
     app.include_router(unsubscribe_router)  # the signed link is the credential
-    app.include_router(sources_router)  # each sender's signature is the credential
+    # each sender's signature is the credential
+    app.include_router(sources_router, responses=SOURCE_ERRORS)
     app.include_router(outbox_router)  # bearer or ?key=, for a browser
+    app.include_router(dashboard_router)  # the same
 
-    @app.get("/healthz")
+    @app.get("/metrics", dependencies=[Depends(require_key)], include_in_schema=False)
+    async def prometheus() -> Response:
+        """Prometheus scrape target; give the scrape config the API key as its bearer token."""
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        responses={
+            503: {"model": Health, "description": "a dependency is down", "headers": _RETRY}
+        },
+    )
     async def healthz(request: Request) -> JSONResponse:
         """200 when Temporal and the database both answer, else 503 naming the one that did not."""
         checks = {"temporal": "ok", "database": "ok"}
@@ -255,9 +346,12 @@ async def _parse(request: Request, model: type[M]) -> M:
         chunks.append(chunk)
     body = b"".join(chunks)
     try:
-        json.loads(body)
+        where = nul_at(parse_json(body))
     except ValueError as err:
         raise _MalformedJSON() from err
+    if where is not None:
+        error = {"loc": where, "msg": "a NUL character is not allowed", "type": "value_error"}
+        raise RequestValidationError([error])
     try:
         return model.model_validate_json(body)
     except ValidationError as err:

@@ -7,6 +7,10 @@ journeys list      the journeys that are loaded, with their triggers and goals
 journeys preview JOURNEY STEP --user ID   render a step's email with that user's real data
 journeys pause JOURNEY / resume JOURNEY   the kill switch: stop (or restart) a journey's sends
 journeys schedules [list|pause|resume|trigger|backfill]   segment-entry schedules
+journeys db [upgrade|current|check|revision MESSAGE]   the database schema (migrations)
+journeys report [JOURNEY] [--since DATE] [--json]   lift against the holdout, revenue, steps
+journeys replay [--journey J] [--limit N] [--since 7d] [--running] [FILE...]   before a deploy:
+                   replay journeys' histories against this code; exit 1 on non-determinism
 """
 
 from __future__ import annotations
@@ -58,8 +62,26 @@ def main(argv: list[str] | None = None) -> int:
         if name == "backfill":
             action.add_argument("--start", required=True, type=_when, help="ISO date or time")
             action.add_argument("--end", required=True, type=_when, help="ISO date or time")
+    report = commands.add_parser("report", help="each journey's lift against its holdout")
+    report.add_argument("journey", nargs="?", help="one journey (default: all)")
+    report.add_argument("--since", type=_when, help="only entries from this ISO date or time")
+    report.add_argument("--json", action="store_true", help="JSON for machines")
+    database = commands.add_parser("db", help="the database schema: migrations")
+    steps = database.add_subparsers(dest="db_action", required=True, metavar="ACTION")
+    steps.add_parser("upgrade", help="migrate to this version's schema (run once per deploy)")
+    steps.add_parser("current", help="the database's migration, and this code's newest")
+    steps.add_parser("check", help="exit 1 unless the database is migrated and matches the models")
+    drafting = steps.add_parser("revision", help="draft the next migration from model changes")
+    drafting.add_argument("message", help="what changed, e.g. 'profiles get a locale'")
+    replaying = commands.add_parser("replay", help="replay histories against this code")
+    replaying.add_argument("files", nargs="*", help="history JSON files (default: from Temporal)")
+    replaying.add_argument("--journey", action="append", help="only this journey (repeatable)")
+    replaying.add_argument("--limit", type=int, default=20, help="histories per journey (20)")
+    replaying.add_argument("--since", help="started since: 7d, 12h, 30m or an ISO date")
+    replaying.add_argument("--running", action="store_true", help="only runs still running")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations log their own summary
     settings = Settings()
 
     try:
@@ -77,10 +99,15 @@ def main(argv: list[str] | None = None) -> int:
             return _list(settings)
         elif args.command == "preview":
             return _preview(settings, args.journey, args.step, args.user, args.html)
+        elif args.command == "db":
+            return _db(settings, args.db_action, getattr(args, "message", ""))
         elif args.command in ("pause", "resume"):
             return _control(settings, args.journey, args.command == "pause", args.reason)
-        elif args.command == "schedules":
-            code = asyncio.run(_schedules(settings, args))
+        elif args.command == "report":
+            return _report(settings, args.journey, args.since, args.json)
+        elif args.command in ("schedules", "replay"):
+            run = _schedules if args.command == "schedules" else _replay
+            code = asyncio.run(run(settings, args))
             # The SDK's Rust runtime can crash the interpreter's teardown (SIGSEGV) right after
             # a short-lived client; everything is done and flushed, so leave without teardown.
             sys.stdout.flush()
@@ -94,6 +121,16 @@ def main(argv: list[str] | None = None) -> int:
 def _when(text: str) -> datetime:
     when = datetime.fromisoformat(text)
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+async def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    """`journeys replay`: see starter/replay.py and docs/deploys.md."""
+    from pathlib import Path
+
+    from starter.replay import run_command
+
+    files = [Path(f) for f in args.files]
+    return await run_command(settings, files, args.journey, args.limit, args.since, args.running)
 
 
 async def _schedules(settings: Settings, args: argparse.Namespace) -> int:
@@ -164,6 +201,84 @@ def _list(settings: Settings) -> int:
     return 0
 
 
+def _report(settings: Settings, journey: str | None, since: datetime | None, as_json: bool) -> int:
+    """Read the results from the database (no Temporal needed) and print them."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from activities.store import Store
+    from starter.report import build_report, render_text
+    from workflows import registry
+    from workflows.errors import UnknownJourneyError
+
+    store = Store(settings.database_url)
+    try:
+        report = build_report(
+            store, registry.load_modules(settings.journey_modules), journey=journey, since=since
+        )
+    except UnknownJourneyError as err:
+        print(f"journeys report: {err}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as err:
+        print(
+            f"journeys report: cannot read the results at "
+            f"{store.engine.url.render_as_string(hide_password=True)} "
+            f"({type(err).__name__}); has `journeys dev` or a worker run on it yet?",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        store.dispose()
+    if as_json:
+        print(report.model_dump_json(indent=2))
+    else:
+        print(render_text(report), end="")
+    return 0
+
+
+def _db(settings: Settings, action: str, message: str) -> int:
+    """`journeys db ...`: the migrations, on JOURNEYS_DATABASE_URL."""
+    from activities import migrations
+    from activities.store import Store
+
+    if action == "revision":
+        path = migrations.revision(message)
+        print(f"wrote {path}: read it, then `journeys db upgrade` applies it")
+        return 0
+    store = Store(settings.database_url)
+    where = store.engine.url.render_as_string(hide_password=True)
+    head = migrations.head()
+    try:
+        before = migrations.current(store.engine)
+        if action == "upgrade":
+            store.migrate()
+            after = migrations.current(store.engine)
+            moved = f"{before or 'no migrations'} -> {after}"
+            print(f"{where}: {moved if after != before else f'already at {after}'}")
+        elif action == "current":
+            state = "up to date" if before == head else f"behind: `journeys db upgrade` -> {head}"
+            print(f"{where}: {before or 'no migrations'} ({state})")
+        elif before != head:
+            print(
+                f"{where} is at {before or 'no migration'}, not {head}: run `journeys db upgrade`",
+                file=sys.stderr,
+            )
+            return 1
+        elif diffs := migrations.differences(store.engine):
+            changes = ", ".join(migrations.describe(diff) for diff in diffs)
+            print(
+                f"{where} differs from the models ({changes}): write a migration", file=sys.stderr
+            )
+            return 1
+        else:
+            print(f"{where}: at {head}, matches the models")
+    except migrations.SchemaError as err:
+        print(f"journeys db: {err}", file=sys.stderr)
+        return 1
+    finally:
+        store.dispose()
+    return 0
+
+
 def _preview(settings: Settings, journey_name: str, step: str, user_id: str, html: bool) -> int:
     """Render as the send activity would, with the user's profile and their last trigger event."""
     from activities.sending import SendingActivities
@@ -176,7 +291,7 @@ def _preview(settings: Settings, journey_name: str, step: str, user_id: str, htm
     if journey is None:
         return 2
     store = Store(settings.database_url)
-    store.create_all()
+    store.migrate()
     try:
         profile = store.get_profile(user_id)
         if profile is None:
@@ -216,7 +331,7 @@ def _control(settings: Settings, journey: str, paused: bool, reason: str | None)
     if _journey(settings, journey) is None:
         return 2
     store = Store(settings.database_url)
-    store.create_all()
+    store.migrate()
     try:
         store.set_paused(journey, paused, reason)
         state = "paused: no sends until `journeys resume`" if paused else "resumed"

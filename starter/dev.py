@@ -21,6 +21,7 @@ import uvicorn
 from pydantic import SecretStr
 from temporalio.client import Client
 
+from activities import metrics
 from activities.store import Store
 from starter.api import create_app
 from starter.client import connect
@@ -92,7 +93,7 @@ async def run_dev(settings: Settings) -> None:
         settings.secret_key = SecretStr(key_file.read_text().strip())
     journeys = registry.load_modules(settings.journey_modules)
     store = Store(settings.database_url)
-    store.create_all()
+    store.migrate()
 
     temporal = subprocess.Popen(dev_server_command(settings), start_new_session=True)
     stop = asyncio.Event()
@@ -100,6 +101,7 @@ async def run_dev(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        worker_metrics = metrics.serve(settings.metrics_address)  # the runtime clients use
         client = await wait_for_temporal(settings, temporal)
         await ensure_search_attributes(client)
         await ensure_schedules(client, journeys, settings.task_queue)
@@ -117,7 +119,7 @@ async def run_dev(settings: Settings) -> None:
                     await asyncio.sleep(0.05)
                 if api.done():
                     raise SystemExit(f"the API could not start on port {settings.api_port}")
-                _print_summary(settings, journeys, generated_key)
+                _print_summary(settings, journeys, generated_key, worker_metrics=worker_metrics)
                 await stop.wait()
                 print("\nstopping: API, worker, Temporal ...", flush=True)
                 server.should_exit = True
@@ -128,7 +130,9 @@ async def run_dev(settings: Settings) -> None:
         print("stopped.", flush=True)
 
 
-def _print_summary(settings: Settings, journeys: list[type], generated_key: bool) -> None:
+def _print_summary(
+    settings: Settings, journeys: list[type], generated_key: bool, *, worker_metrics: bool = False
+) -> None:
     host, _, _ = settings.temporal_address.rpartition(":")
     ui_host = host if host not in ("", "0.0.0.0") else "localhost"
     api = f"http://{settings.api_host}:{settings.api_port}"
@@ -141,6 +145,14 @@ def _print_summary(settings: Settings, journeys: list[type], generated_key: bool
         f"  worker           task queue {settings.task_queue!r}: "
         + ", ".join(j.name for j in journeys),
         f"  outbox           {api}/outbox?key={key}  (provider: {settings.email_provider})",
+        f"  dashboard        {api}/dashboard?key={key}  (lift against the holdout; also "
+        "`journeys report`)",
+        f"  metrics          {api}/metrics (Bearer API key); worker and Temporal SDK: "
+        + (
+            f"http://{settings.metrics_address}/metrics"
+            if worker_metrics
+            else "off (set JOURNEYS_METRICS_ADDRESS to a free host:port)"
+        ),
         f"  data             {settings.data_dir}/ ({settings.database_url})",
         f"  API key          {key}"
         + ("  (generated; set JOURNEYS_API_KEY to fix it)" if generated_key else ""),

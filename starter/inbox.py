@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel
 
 router = APIRouter()
+
+MessageId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+"""A database row ID: bounded, so a huge number is a 422 rather than an overflow in the driver."""
 
 
 class InboxMessage(BaseModel):
@@ -49,7 +52,7 @@ async def inbox(user_id: str, request: Request) -> list[InboxMessage]:
 
 
 @router.post("/v1/users/{user_id}/messages/{message_id}/read", status_code=204)
-async def mark_read(user_id: str, message_id: int, request: Request) -> None:
+async def mark_read(user_id: str, message_id: MessageId, request: Request) -> None:
     """Mark a message read; 404 if the user has no such in-app message."""
     found = await asyncio.to_thread(request.app.state.store.mark_read, user_id, message_id)
     if not found:

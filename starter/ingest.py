@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from activities.store import Receipt, Store
+from starter.backpressure import Admission
 from starter.calls import IdentifyCall, TrackCall
 from starter.routing import Router, TemporalUnavailable
 
@@ -57,9 +58,20 @@ class Accepted(BaseModel):
 class Ingestor:
     """Records calls and routes their events; shared by the API's endpoints and sources."""
 
-    def __init__(self, store: Store, router: Router) -> None:
+    def __init__(
+        self,
+        store: Store,
+        router: Router,
+        *,
+        admission: Admission | None = None,
+        on_taken: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """`admission` bounds the parallel items of `many`; `on_taken(kind, status)` is told of
+        every call taken ("accepted" or "duplicate"), for the metrics."""
         self.store = store
         self.router = router
+        self.admission = admission
+        self.on_taken = on_taken
         self._pruned_at: datetime | None = None
 
     async def track(self, call: TrackCall) -> Accepted:
@@ -75,12 +87,15 @@ class Ingestor:
             traits=call.context_traits(),
         )
         if receipt.routed:
-            return _duplicate(event.message_id, receipt)
+            return self._taken("track", _duplicate(event.message_id, receipt))
         try:
             deliveries = await self.router.route(event, receipt.profile, receipt.count)
         except TemporalUnavailable as err:
             log.warning("message %s not routed: %s", event.message_id, err)
             raise Unavailable("Temporal") from err
+        except (OperationalError, DBAPIError) as err:  # the router's profile or count lookup
+            log.warning("message %s not routed: database %s", event.message_id, type(err).__name__)
+            raise Unavailable("database") from err
         delivered = [
             Delivered(journey=d.journey, workflowId=d.workflow_id, action=d.action)
             for d in deliveries
@@ -89,7 +104,7 @@ class Ingestor:
             self.store.mark_routed, event.message_id, [d.model_dump() for d in delivered]
         )
         # Routed now, so accepted now (an earlier attempt that failed was never acknowledged).
-        return Accepted(messageId=event.message_id, journeys=delivered)
+        return self._taken("track", Accepted(messageId=event.message_id, journeys=delivered))
 
     async def identify(self, call: IdentifyCall) -> Accepted:
         """Merge traits into the user's profile (email, name, timezone, consent, anything)."""
@@ -102,9 +117,9 @@ class Ingestor:
             traits=call.all_traits(),
         )
         if not receipt.new:
-            return _duplicate(message_id, receipt)
+            return self._taken("identify", _duplicate(message_id, receipt))
         await self._db(self.store.mark_routed, message_id, [])
-        return Accepted(messageId=message_id)
+        return self._taken("identify", Accepted(messageId=message_id))
 
     async def many(self, calls: list[TrackCall | IdentifyCall]) -> list[Accepted | Exception]:
         """Take several calls: one user's in timestamp order, different users concurrently."""
@@ -113,14 +128,24 @@ class Ingestor:
             by_user[calls[index].user_id].append(index)
         results: list[Accepted | Exception] = [Unavailable("not attempted")] * len(calls)
 
-        async def one_user(indexes: list[int]) -> None:
-            for index in indexes:
-                try:
-                    results[index] = await self.take(calls[index])
-                except Unavailable as err:
-                    results[index] = err
+        # Users in parallel only as far as free admission slots allow (this request holds one).
+        wanted = max(0, len(by_user) - 1)
+        extra = self.admission.borrow(wanted) if self.admission else wanted
+        lanes = asyncio.Semaphore(1 + extra)
 
-        await asyncio.gather(*(one_user(indexes) for indexes in by_user.values()))
+        async def one_user(indexes: list[int]) -> None:
+            async with lanes:
+                for index in indexes:
+                    try:
+                        results[index] = await self.take(calls[index])
+                    except Unavailable as err:
+                        results[index] = err
+
+        try:
+            await asyncio.gather(*(one_user(indexes) for indexes in by_user.values()))
+        finally:
+            if self.admission:
+                self.admission.leave(extra)
         return results
 
     async def take(self, call: TrackCall | IdentifyCall) -> Accepted:
@@ -128,6 +153,11 @@ class Ingestor:
         if isinstance(call, TrackCall):
             return await self.track(call)
         return await self.identify(call)
+
+    def _taken(self, kind: str, accepted: Accepted) -> Accepted:
+        if self.on_taken is not None:
+            self.on_taken(kind, accepted.status)
+        return accepted
 
     async def _receive(self, **fields: Any) -> Receipt:
         receipt = await self._db(self.store.receive, **fields)

@@ -7,29 +7,20 @@ It shows recipients, so it needs the API key: as a Bearer header, or `?key=` for
 from __future__ import annotations
 
 import asyncio
-import hmac
 from html import escape
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from starter.browser_auth import key_allowed
+
 router = APIRouter(include_in_schema=False)
-
-
-def _allowed(request: Request) -> bool:
-    key = request.app.state.settings.api_key
-    if key is None:
-        return True
-    header = request.headers.get("authorization", "")
-    given = header.partition(" ")[2] if header.lower().startswith("bearer ") else ""
-    given = given or request.query_params.get("key", "")
-    return hmac.compare_digest(given.encode(), key.get_secret_value().encode())
 
 
 @router.get("/outbox")
 async def outbox(request: Request, limit: int = 100) -> HTMLResponse:
     """The newest messages first: when, who, journey and step, status, subject, the body."""
-    if not _allowed(request):
+    if not key_allowed(request):
         return HTMLResponse("<h1>401</h1><p>Add ?key=JOURNEYS_API_KEY</p>", status_code=401)
     rows = await asyncio.to_thread(request.app.state.store.outbox)
     rows = list(reversed(rows))[: max(1, min(limit, 1000))]

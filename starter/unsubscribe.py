@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from activities.unsubscribe import InvalidUnsubscribeToken, read_token
-from starter.settings import secret_key
+from starter.settings import signing_key
 
 router = APIRouter(include_in_schema=False)
 
@@ -25,7 +25,7 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{tit
 
 
 def _secret(request: Request) -> str:
-    return secret_key(request.app.state.settings) or "dev-only-secret"
+    return signing_key(request.app.state.settings)
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:

@@ -1,4 +1,5 @@
-"""Fixtures on real parts: the Temporal dev server (with time skipping), SQLite files, uvicorn.
+"""Fixtures on real parts: the Temporal dev server (with time skipping), SQLite files (and the
+installed PostgreSQL, for modules marked `both_databases`), uvicorn.
 
 One dev server serves the whole session; every test gets its own task queue, database file and
 worker, and uses its own user IDs, so tests never see each other's journeys.
@@ -31,6 +32,7 @@ from starter.api import create_app
 from starter.dev import temporal_binary
 from starter.routing import Delivery, Router
 from starter.settings import Settings
+from tests.store.databases import DATABASES, empty_database
 from worker import ACTIVITY_THREADS, create_worker, ensure_search_attributes
 from workflows.identity import workflow_id
 from workflows.journey import Journey
@@ -60,13 +62,23 @@ def executor() -> Iterator[ThreadPoolExecutor]:
         yield pool
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`pytest.mark.both_databases`: each test using `store` runs on SQLite and PostgreSQL."""
+    if "store" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_databases"
+    ):
+        metafunc.parametrize("store", DATABASES, indirect=True)
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    """A real SQLite file with our tables."""
-    db = Store(f"sqlite:///{tmp_path / 'journeys.db'}")
-    db.create_all()
-    yield db
-    db.dispose()
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A freshly migrated database of its own: a SQLite file, or (under `both_databases`) also
+    a PostgreSQL schema on the installed server."""
+    with empty_database(getattr(request, "param", "sqlite"), tmp_path) as url:
+        db = Store(url)
+        db.migrate()
+        yield db
+        db.dispose()
 
 
 @dataclass

@@ -35,7 +35,7 @@ def env_of(service: str) -> dict[str, str]:
 
 def test_the_production_shape_has_every_part():
     services = COMPOSE["services"]
-    assert set(services) >= {"postgres", "temporal", "temporal-ui", "worker", "api"}
+    assert set(services) >= {"postgres", "temporal", "temporal-ui", "migrate", "worker", "api"}
     assert services["temporal"]["image"].startswith("temporalio/auto-setup:")
     assert services["temporal-ui"]["image"].startswith("temporalio/ui:")
     assert services["worker"]["command"] == ["journeys", "worker"]
@@ -43,7 +43,7 @@ def test_the_production_shape_has_every_part():
     assert "ports" not in services["worker"]  # scalable with --scale: no fixed host port
 
 
-@pytest.mark.parametrize("service", ["worker", "api"])
+@pytest.mark.parametrize("service", ["migrate", "worker", "api"])
 def test_every_variable_our_containers_get_is_a_setting_the_code_reads(service, monkeypatch):
     env = env_of(service)
     known = {f"JOURNEYS_{name.upper()}" for name in Settings.model_fields}
@@ -62,6 +62,38 @@ def test_the_api_is_published_on_its_port_and_never_open():
     env = env_of("api")
     assert COMPOSE["services"]["api"]["ports"] == [f"{env['JOURNEYS_API_PORT']}:8000"]
     assert env["JOURNEYS_API_HOST"] == "0.0.0.0" and env["JOURNEYS_API_KEY"]
+
+
+def test_migrations_run_once_before_the_worker_and_the_api_start(tmp_path, monkeypatch, capsys):
+    from starter.cli import main
+
+    services = COMPOSE["services"]
+    migrate = services["migrate"]
+    assert migrate["command"] == ["journeys", "db", "upgrade"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert migrate.get("restart", "no") == "no" and "deploy" not in migrate  # one run, no replicas
+    for service in ("worker", "api"):
+        assert services[service]["depends_on"]["migrate"] == {
+            "condition": "service_completed_successfully"
+        }
+        assert (
+            env_of(service)["JOURNEYS_DATABASE_URL"] == env_of("migrate")["JOURNEYS_DATABASE_URL"]
+        )
+    # The command the service runs works (here on SQLite; tests/store covers PostgreSQL).
+    monkeypatch.setenv("JOURNEYS_DATABASE_URL", f"sqlite:///{tmp_path / 'journeys.db'}")
+    assert main(migrate["command"][1:]) == 0
+    assert main(["db", "check"]) == 0, capsys.readouterr().err
+
+
+def test_each_worker_serves_metrics_on_the_network_and_the_api_bounds_its_load(monkeypatch):
+    worker = COMPOSE["services"]["worker"]
+    host, _, port = env_of("worker")["JOURNEYS_METRICS_ADDRESS"].rpartition(":")
+    assert host == "0.0.0.0"  # the default (loopback) would be unreachable for Prometheus
+    assert worker["expose"] == [port] and "ports" not in worker  # scrape each replica
+    for name, value in env_of("api").items():
+        monkeypatch.setenv(name, value)
+    default = Settings.model_fields["api_max_in_flight"].default
+    assert Settings(_env_file=None).api_max_in_flight == default  # the compose default is ours
 
 
 def test_the_image_holds_every_part_the_code_and_the_worker_need():

@@ -109,7 +109,8 @@ class Trigger:
         if self.nth is not None:
             extra = f", nth={self.nth}"
         elif self.times > 1:
-            extra = f", times={self.times}, same={self.same!r}, within={_human(self.within)}"
+            within = human_duration(self.within)
+            extra = f", times={self.times}, same={self.same!r}, within={within}"
         return f"Trigger({', '.join(map(repr, self.events))}{extra})"
 
 
@@ -139,7 +140,7 @@ class Goal:
         return event.name in self.events and (self.where is None or bool(self.where(event)))
 
     def __repr__(self) -> str:
-        return f"Goal({', '.join(map(repr, self.events))}, within={_human(self.within)})"
+        return f"Goal({', '.join(map(repr, self.events))}, within={human_duration(self.within)})"
 
 
 def on(*events: str) -> Callable[[F], F]:
@@ -393,7 +394,7 @@ class Journey:
         raise JourneyExit(reason, suppressed)
 
 
-def _human(duration: timedelta | None) -> str:
+def human_duration(duration: timedelta | None) -> str:
     """A window as people write it: 7d, 60min, 1d12h."""
     if duration is None:
         return "-"

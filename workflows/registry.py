@@ -62,10 +62,18 @@ def all_journeys() -> list[type[Journey]]:
 
 
 def load_modules(modules: list[str]) -> list[type[Journey]]:
-    """Import the modules that define journeys (registering them) and return all journeys."""
+    """Import the modules that define journeys (registering them) and return their journeys.
+
+    Only journeys whose class lives in (or under) one of `modules` are returned: a process
+    that registered others (tests do) still gets exactly what it asked for.
+    """
     for module in modules:
         importlib.import_module(module)
-    return all_journeys()
+    return [
+        journey
+        for journey in all_journeys()
+        if any(journey.__module__ == m or journey.__module__.startswith(m + ".") for m in modules)
+    ]
 
 
 def _load(ref: tuple[str, str]) -> type[Journey]:

@@ -9,7 +9,6 @@ retries; dedupe keeps it single).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +17,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr, TypeAdapter
 
-from starter.calls import Call
+from starter.calls import Call, nul_at, parse_json
 from starter.ingest import Accepted, Ingestor
 from starter.sources import (
     SignatureError,
@@ -46,17 +45,22 @@ async def _take(
 ) -> JSONResponse:
     if secret is None:
         raise HTTPException(404, "this source is not configured (set its secret)")
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise HTTPException(413, f"body over {MAX_BODY} bytes")
+    received = bytearray()
+    async for chunk in request.stream():  # stop at the limit: a chunked body has no length
+        received += chunk
+        if len(received) > MAX_BODY:
+            raise HTTPException(413, f"body over {MAX_BODY} bytes")
+    body = bytes(received)
     try:
         verify(dict(request.headers), body, secret.get_secret_value())
     except SignatureError as err:
         return JSONResponse({"detail": f"signature rejected: {err}"}, status_code=401)
     try:
-        payload = json.loads(body)
+        payload = parse_json(body)
     except ValueError:
         raise HTTPException(400, "malformed JSON body") from None
+    if nul_at(payload) is not None:
+        raise HTTPException(422, "payload not understood: a NUL character in a string")
     try:
         source_calls = await asyncio.to_thread(to_calls, dict(request.headers), payload)
         calls = [_CALL.validate_python(call.to_segment()) for call in source_calls]

@@ -29,6 +29,7 @@ __all__ = [
     "sign_stripe",
     "standard_webhook_key",
     "stripe_v1",
+    "unix_seconds",
 ]
 
 TOLERANCE = 300
@@ -96,6 +97,17 @@ def any_match(candidates: Iterable[str], expected: str) -> bool:
     for candidate in candidates:
         found |= hmac.compare_digest(candidate.encode(), wanted)
     return found
+
+
+def unix_seconds(text: str) -> int | None:
+    """A signed timestamp's Unix seconds, or None unless it is 1 to 15 ASCII digits.
+
+    `str.isdigit` alone lets "²" through to `int()`, and thousands of digits exceed `int()`'s
+    limit: both would raise ValueError, a 500 instead of the 401 a bad signature gets.
+    """
+    if 0 < len(text) <= 15 and text.isascii() and text.isdigit():
+        return int(text)
+    return None
 
 
 def check_fresh(timestamp: int, tolerance: int, now: float | None) -> None:

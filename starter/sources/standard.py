@@ -23,6 +23,7 @@ from starter.sources.signing import (
     check_fresh,
     required_header,
     sign_standard_webhook,
+    unix_seconds,
 )
 
 __all__ = ["standard_webhook_calls", "verify_standard_webhook"]
@@ -47,9 +48,9 @@ def verify_standard_webhook(
     msg_id = required_header(headers, "webhook-id")
     raw_timestamp = required_header(headers, "webhook-timestamp")
     given = required_header(headers, "webhook-signature")
-    if not raw_timestamp.isdigit():
+    timestamp = unix_seconds(raw_timestamp)
+    if timestamp is None:
         raise InvalidSignature("webhook-timestamp is not Unix seconds")
-    timestamp = int(raw_timestamp)
     expected = sign_standard_webhook(msg_id, timestamp, body, secret)
     if not any_match([entry for entry in given.split() if entry.startswith("v1,")], expected):
         raise InvalidSignature("no v1 entry in webhook-signature matches the body")

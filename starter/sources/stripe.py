@@ -25,6 +25,7 @@ from starter.sources.signing import (
     check_fresh,
     required_header,
     stripe_v1,
+    unix_seconds,
 )
 
 __all__ = ["EVENTS", "stripe_calls", "verify_stripe"]
@@ -59,11 +60,11 @@ def verify_stripe(
             timestamps.append(item.strip())
         elif key.strip() == "v1":
             signatures.append(item.strip())
-    if len(timestamps) != 1 or not timestamps[0].isdigit():
+    timestamp = unix_seconds(timestamps[0]) if len(timestamps) == 1 else None
+    if timestamp is None:
         raise InvalidSignature("Stripe-Signature needs exactly one numeric t=")
     if not signatures:
         raise InvalidSignature("Stripe-Signature has no v1= signature")
-    timestamp = int(timestamps[0])
     if not any_match(signatures, stripe_v1(body, secret, timestamp)):
         raise InvalidSignature("no v1 signature in Stripe-Signature matches the body")
     check_fresh(timestamp, tolerance, now)

@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 
 import httpx
+import pytest
 
 from tests.engine.sample_journeys import Cart
 
@@ -25,6 +26,7 @@ def track(user: str, event: str = "Product Added", **extra: object) -> dict[str,
     }
 
 
+@pytest.mark.both_databases
 async def test_a_track_call_starts_the_journey_and_the_email_goes_to_the_profile(api_for):
     api = await api_for(Cart)
     user = api.stack.user(email=False)
@@ -41,6 +43,7 @@ async def test_a_track_call_starts_the_journey_and_the_email_goes_to_the_profile
     assert api.stack.store.get_profile(user).traits["first_name"] == "Ada"
 
 
+@pytest.mark.both_databases
 async def test_a_goal_over_http_reaches_the_running_journey(api_for):
     api = await api_for(Cart)
     user = api.stack.user()
@@ -99,6 +102,7 @@ async def test_a_body_over_one_megabyte_is_413(api_for):
     assert response.status_code == 413
 
 
+@pytest.mark.both_databases
 async def test_healthz_is_200_when_temporal_and_the_database_answer(api_for):
     api = await api_for(Cart)
     response = await api.http.get("/healthz")

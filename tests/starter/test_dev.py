@@ -109,6 +109,12 @@ def test_journeys_dev_runs_everything_and_ctrl_c_stops_everything(tmp_path):
             assert (
                 http.post("/v1/track", json=event, headers={"Authorization": ""}).status_code == 401
             )
+            # The dashboard lists every shipped journey and links them to the dev server's UI.
+            page = http.get("/dashboard")
+            assert page.status_code == 200
+            assert 'data-journey="cart_recovery"' in page.text
+            ui_list = f"http://localhost:{dev.ui_port}/namespaces/default/workflows?query="
+            assert ui_list in page.text
         assert httpx.get(f"http://127.0.0.1:{dev.ui_port}/", timeout=30).status_code == 200
 
         assert dev.stop() == 0

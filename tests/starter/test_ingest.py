@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 import httpx
+import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -14,6 +15,8 @@ from starter.api import create_app
 from starter.settings import Settings
 from tests.conftest import serving
 from tests.engine.sample_journeys import Cart
+
+pytestmark = pytest.mark.both_databases
 
 MINUTE = timedelta(minutes=1)
 

@@ -1,0 +1,167 @@
+"""Schema migrations on SQLite and PostgreSQL: the migrations build exactly the models' schema,
+go down and up again, adopt a database the old create_all made, and refuse what they cannot
+safely adopt."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlmodel import SQLModel
+
+from activities import migrations
+from activities.store import Store
+from starter.cli import main
+from tests.store.databases import DATABASES, empty_database
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLES = {
+    "profiles", "journey_runs", "journey_steps", "outbox", "journey_controls",
+    "journey_control_log", "event_receipts", "event_summaries", "user_aliases",
+}  # fmt: skip
+
+
+@pytest.fixture(params=DATABASES)
+def empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A store on an empty database (no tables, no migration history)."""
+    with empty_database(request.param, tmp_path) as url:
+        db = Store(url)
+        yield db
+        db.dispose()
+
+
+def must_match_the_models(store: Store) -> None:
+    diffs = migrations.differences(store.engine)
+    assert not diffs, (
+        "write a migration: the models and the migrations disagree on "
+        + ", ".join(migrations.describe(diff) for diff in diffs)
+        + " (`journeys db revision 'what changed'` drafts one)"
+    )
+
+
+def tables(store: Store) -> set[str]:
+    return set(inspect(store.engine).get_table_names())
+
+
+def test_migrating_an_empty_database_gives_exactly_the_models_schema(empty):
+    empty.migrate()
+    assert migrations.current(empty.engine) == migrations.head()
+    assert tables(empty) == TABLES | {"alembic_version"}
+    must_match_the_models(empty)
+
+
+def test_a_model_change_without_a_migration_is_caught(empty):
+    empty.migrate()
+    with empty.engine.begin() as conn:  # as if the model had gained a column no migration adds
+        conn.execute(text("ALTER TABLE profiles DROP COLUMN email"))
+    with pytest.raises(AssertionError, match=r"write a migration: .*add_column profiles\.email"):
+        must_match_the_models(empty)
+
+
+def test_downgrading_to_nothing_and_upgrading_again(empty):
+    empty.migrate()
+    empty.upsert_profile("u-1", email="u-1@example.test")
+    migrations.downgrade(empty.engine, "base")
+    assert tables(empty) <= {"alembic_version"}
+    assert migrations.current(empty.engine) is None
+    empty.migrate()
+    must_match_the_models(empty)
+    assert empty.get_profile("u-1") is None  # down to nothing means nothing kept
+
+
+def test_migrating_again_changes_nothing_and_keeps_the_data(empty):
+    empty.migrate()
+    empty.upsert_profile("u-1", traits={"plan": "pro"})
+    empty.migrate()
+    assert empty.get_profile("u-1").traits == {"plan": "pro"}
+
+
+def test_a_database_the_old_create_all_made_is_adopted_with_its_data(empty):
+    SQLModel.metadata.create_all(empty.engine)  # what every version before migrations did
+    empty.upsert_profile("u-old", email="old@example.test", traits={"plan": "pro"})
+    empty.migrate()
+    assert migrations.current(empty.engine) == migrations.head()
+    must_match_the_models(empty)
+    kept = empty.get_profile("u-old")
+    assert (kept.email, kept.traits) == ("old@example.test", {"plan": "pro"})
+
+
+def test_an_older_create_all_database_that_lacks_a_column_is_refused_untouched(empty):
+    SQLModel.metadata.create_all(empty.engine)
+    with empty.engine.begin() as conn:  # a version from before journey_runs had revenue
+        conn.execute(text("ALTER TABLE journey_runs DROP COLUMN revenue"))
+    with pytest.raises(migrations.SchemaError, match=r"column journey_runs\.revenue is missing"):
+        empty.migrate()
+    assert "alembic_version" not in tables(empty)  # nothing stamped, nothing half-done
+
+
+def test_a_database_migrated_by_a_newer_version_is_refused_with_the_reason(empty):
+    empty.migrate()
+    with empty.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(migrations.SchemaError, match=r"'9999'.*newer version"):
+        empty.migrate()
+
+
+def test_processes_starting_together_migrate_once(empty):
+    """Workers and the API may all start at once on an empty database: each gets its turn."""
+    replicas = [Store(empty.url) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(len(replicas)) as pool:
+            list(pool.map(Store.migrate, replicas))  # raises if any of them failed
+    finally:
+        for replica in replicas:
+            replica.dispose()
+    assert migrations.current(empty.engine) == migrations.head()
+    must_match_the_models(empty)
+
+
+def test_the_db_command_upgrades_reports_and_checks(empty, monkeypatch, capsys):
+    monkeypatch.setenv("JOURNEYS_DATABASE_URL", empty.url)
+    head = migrations.head()
+
+    assert main(["db", "check"]) == 1
+    assert "run `journeys db upgrade`" in capsys.readouterr().err
+    assert main(["db", "upgrade"]) == 0
+    assert f"no migrations -> {head}" in capsys.readouterr().out
+    assert main(["db", "current"]) == 0
+    assert f"{head} (up to date)" in capsys.readouterr().out
+    assert main(["db", "check"]) == 0
+    assert "matches the models" in capsys.readouterr().out
+    assert "journeys:journeys@" not in empty.engine.url.render_as_string(hide_password=True)
+
+    with empty.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE outbox DROP COLUMN read_at"))
+    assert main(["db", "check"]) == 1
+    assert "add_column outbox.read_at" in capsys.readouterr().err
+
+
+def test_a_drafted_migration_continues_the_numbering_and_is_empty_when_nothing_changed(tmp_path):
+    path = migrations.revision("nothing changed", directory=tmp_path)
+    head = int(migrations.head())
+    assert path.parent == tmp_path and path.name.startswith(f"{head + 1:04d}_nothing_changed")
+    source = path.read_text()
+    assert re.search(rf"down_revision: str \| None = [\"']{head:04d}[\"']", source), source
+    upgrade = source.split("def upgrade() -> None:", 1)[1].split("def downgrade", 1)[0]
+    code = [line.strip() for line in upgrade.splitlines() if line.strip()]
+    assert [line for line in code if not line.startswith("#")] == ["pass"]
+
+
+def test_migrations_ship_in_the_installed_package():
+    """packages.find only takes folders with __init__.py; other files need package-data."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "activities*" in config["packages"]["find"]["include"]
+    data = config.get("package-data", {}).get("activities.migrations", [])
+    folder = ROOT / "activities" / "migrations"
+    for path in folder.rglob("*"):
+        if path.is_dir() and path.name != "__pycache__":
+            assert (path / "__init__.py").exists(), f"{path} would not ship: add __init__.py"
+        elif path.is_file() and path.suffix not in (".py", ".pyc"):
+            assert str(path.relative_to(folder)) in data, f"{path.name} is not package data"
+    assert (folder / "script.py.mako").exists()
+    assert (folder / "__init__.py").exists() and (folder / "versions" / "__init__.py").exists()
