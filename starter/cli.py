@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import os
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from starter.settings import Settings
+from starter.settings import Settings, is_loopback
 
 if TYPE_CHECKING:
     from workflows.journey import Journey
@@ -178,7 +177,7 @@ def _run_api(settings: Settings) -> int:
 
     from starter.api import create_app
 
-    if settings.api_key is None and not _is_loopback(settings.api_host):
+    if settings.api_key is None and not is_loopback(settings.api_host):
         print(
             f"refusing to serve without JOURNEYS_API_KEY on {settings.api_host}: "
             "set a key, or bind to 127.0.0.1",
@@ -352,15 +351,6 @@ def _journey(settings: Settings, name: str) -> type[Journey] | None:
     except UnknownJourneyError as err:
         print(f"error: {err}", file=sys.stderr)
         return None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 if __name__ == "__main__":

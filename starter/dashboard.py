@@ -13,6 +13,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -34,6 +35,7 @@ from starter.report import (
     recent_steps,
 )
 from starter.settings import Settings
+from workflows.errors import UnknownJourneyError
 
 log = logging.getLogger("journeys.dashboard")
 
@@ -173,14 +175,15 @@ async def dashboard(
     try:
         since_at = _since(since)
     except ValueError:
-        return HTMLResponse(f"<h1>400</h1><p>since must be an ISO date, got {since!r}</p>", 400)
-    journeys = state.router.journeys
-    known = {j.name for j in journeys}
-    report = await asyncio.to_thread(build_report, state.store, journeys, since=since_at)
-    if journey is not None:
-        if journey not in known and journey not in {j.journey for j in report.journeys}:
-            return HTMLResponse(f"<h1>404</h1><p>No journey named {journey!r}</p>", 404)
-        report.journeys = [j for j in report.journeys if j.journey == journey]
+        return HTMLResponse(
+            f"<h1>400</h1><p>since must be an ISO date, got {escape(repr(since))}</p>", 400
+        )
+    try:
+        report = await asyncio.to_thread(
+            build_report, state.store, state.router.journeys, journey=journey, since=since_at
+        )
+    except UnknownJourneyError as err:
+        return HTMLResponse(f"<h1>404</h1><p>{escape(str(err))}</p>", 404)
     names = [j.journey for j in report.journeys]
     counts = await asyncio.gather(*(live_counts(state.client, name) for name in names))
     recent = await asyncio.to_thread(recent_steps, state.store, 50, journey)

@@ -104,7 +104,7 @@ def build_report(
         UnknownJourneyError: `journey` is neither loaded nor has any entry recorded.
     """
     classes = {cls.name: cls for cls in journeys or []}
-    recorded = _journeys_with_runs(store, since=None)
+    recorded = _journeys_with_runs(store)
     if journey is not None:
         if journey not in classes and journey not in recorded:
             known = ", ".join(sorted(set(classes) | set(recorded))) or "none"
@@ -116,10 +116,8 @@ def build_report(
     return Report(generated_at=datetime.now(UTC), since=since, journeys=results)
 
 
-def _journeys_with_runs(store: Store, since: datetime | None) -> list[str]:
-    query = select(JourneyRun.journey).distinct()
-    if since is not None:
-        query = query.where(JourneyRun.entered_at >= since)
+def _journeys_with_runs(store: Store) -> list[str]:
+    query = select(RUNS.c.journey).distinct()
     with store.engine.connect() as conn:
         return sorted(conn.execute(query).scalars())
 
@@ -193,13 +191,9 @@ def _journey_report(
         and lift.absolute_ci is not None
         and not lift.absolute_ci.contains(0.0)
     )
-    report.exits = {
-        (outcome if not reason or outcome == "converted" else f"{outcome}:{reason}"): 0
-        for outcome, reason, _ in exit_rows
-    }
     for outcome, reason, count in exit_rows:
         key = outcome if not reason or outcome == "converted" else f"{outcome}:{reason}"
-        report.exits[key] += int(count)
+        report.exits[key] = report.exits.get(key, 0) + int(count)
     report.steps = _steps(store, name, since)
     return report
 

@@ -138,5 +138,7 @@ async def test_the_dashboard_filters_by_journey_and_names_unknown_ones(dashboard
     assert one.status_code == 200 and f'id="journey-{J}"' in one.text
     unknown = await api.http.get("/dashboard", params={"journey": "nope"})
     assert unknown.status_code == 404 and "nope" in unknown.text
-    bad = await api.http.get("/dashboard", params={"since": "yesterday"})
-    assert bad.status_code == 400
+    bad = await api.http.get("/dashboard", params={"since": "<script>alert(1)</script>"})
+    assert bad.status_code == 400 and "<script>" not in bad.text  # echoed, but escaped
+    unknown = await api.http.get("/dashboard", params={"journey": "<b>x</b>"})
+    assert unknown.status_code == 404 and "<b>" not in unknown.text
