@@ -3,9 +3,25 @@ the same change behind `workflow.patched` passes, keeping old runs on the old pa
 
 from __future__ import annotations
 
+import asyncio
+
 from starter.replay import replay
 from tests.replay.conftest import recorded
 from workflows.journeys import Onboarding
+from workflows.models import JourneyState
+
+
+async def until_sleeping(stack, user: str, timeout: float = 30.0) -> JourneyState:
+    """The journey's state once it waits on its next timer (its at-once sends done); a loaded
+    machine can take a few workflow tasks to get there, so poll rather than look once."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        state = await stack.state("onboarding", user)
+        if state.next_wakeup is not None or state.outcome is not None:
+            return state
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"onboarding for {user} never reached a timer: {state}")
+        await asyncio.sleep(0.05)
 
 
 async def test_a_wait_swapped_for_a_send_does_not_replay(journey_code):
@@ -48,8 +64,11 @@ async def test_patched_code_takes_the_new_path_for_new_journeys_and_cannot_be_ro
     stack = await stack_for(Onboarding)
     user = stack.user("patched")
     await stack.track("Signed Up", user)
-    state = await stack.state("onboarding", user)
-    assert [m.template for m in stack.outbox(user)] == ["welcome", "first_tips"]
+    state = await until_sleeping(stack, user)
+    steps = [
+        (s.name, s.status, s.detail) for r in stack.runs(user) for s in stack.store.steps(r.run_id)
+    ]
+    assert [m.template for m in stack.outbox(user)] == ["welcome", "first_tips"], steps
     assert state.messages_sent == 2
 
     history = await stack.handle("onboarding", user).fetch_history()
