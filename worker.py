@@ -93,12 +93,33 @@ def create_worker(
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(
-                "workflows.registry", "workflows.errors"
-            )
-        ),
+        workflow_runner=workflow_runner(),
     )
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The journeys' sandbox; the Replayer (`journeys replay`) uses the same one."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
+
+
+PASSTHROUGH = (
+    "workflows.registry",
+    "workflows.errors",
+    "workflows.models",
+    "workflows.journey",
+    "workflows.segments",
+    "workflows.identity",
+)
+"""The engine's own modules, loaded once rather than for every new journey workflow.
+
+They hold only constants, classes and pydantic models, and their code runs only through
+Temporal's workflow API. Re-running them in each workflow's sandbox (rebuilding the pydantic
+models) was most of a worker's CPU when many journeys start. Exact names: a passthrough
+module's submodules pass through too, and the journey modules (`workflows.journeys.*`) must
+stay in the sandbox, where a wall-clock or random call in `steps` is refused.
+"""
 
 
 def delivery_policy(settings: Settings) -> DeliveryPolicy:

@@ -7,6 +7,7 @@ idempotent, so Temporal's retries never record anything twice.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Column,
     Index,
     UniqueConstraint,
+    bindparam,
     case,
     delete,
     event,
@@ -275,31 +277,22 @@ class Store:
         A message ID already received changes nothing and returns the earlier receipt.
         """
         at = _utc(at)
-        receipts = EventReceipt.__table__  # type: ignore[attr-defined]
+        sql = _hot(self.engine.dialect.name)
+        receipt = {
+            "message_id": message_id,
+            "user_id": user_id,
+            "kind": kind,
+            "event": event,
+            "received_at": utcnow(),
+        }
         for _ in range(3):  # a concurrent first write of the same profile loses once, then merges
-            # Core statements, not the ORM: this runs once per event on the hot path.
+            # Prebuilt Core statements, not the ORM: this runs once per event on the hot path.
             try:
                 with self.engine.begin() as conn:
                     # RETURNING, not rowcount: SQLAlchemy keeps no INSERT's rowcount, and on
                     # psycopg it read -1, so every duplicate looked new on PostgreSQL.
-                    inserted = conn.execute(
-                        _insert(self.engine, receipts)
-                        .values(
-                            message_id=message_id,
-                            user_id=user_id,
-                            kind=kind,
-                            event=event,
-                            received_at=utcnow(),
-                        )
-                        .on_conflict_do_nothing(index_elements=["message_id"])
-                        .returning(receipts.c.message_id)
-                    ).first()
-                    if inserted is None:
-                        seen = conn.execute(
-                            select(receipts.c.routed_at, receipts.c.result).where(
-                                receipts.c.message_id == message_id
-                            )
-                        ).first()
+                    if conn.execute(sql.receipt_insert, receipt).first() is None:
+                        seen = conn.execute(sql.receipt_seen, {"b_message_id": message_id}).first()
                         routed = seen is not None and seen.routed_at is not None
                         return Receipt(
                             new=False, routed=routed, result=seen.result if seen else None
@@ -307,9 +300,15 @@ class Store:
                     profile = self._merge_traits(conn, user_id, traits) if traits else None
                     count = None
                     if event is not None:
-                        count = conn.execute(
-                            _summary_upsert(self.engine, user_id, event, at, properties)
-                        ).scalar()
+                        summary = {
+                            "user_id": user_id,
+                            "event": event,
+                            "count": 1,
+                            "first_seen": at,
+                            "last_seen": at,
+                            "last_properties": properties or {},
+                        }
+                        count = conn.execute(sql.summary_upsert, summary).scalar()
                     return Receipt(new=True, routed=False, profile=profile, count=count)
             except IntegrityError:  # a racing first insert of this profile won: merge again
                 continue
@@ -317,13 +316,9 @@ class Store:
 
     def mark_routed(self, message_id: str, result: list[dict[str, Any]]) -> None:
         """Temporal accepted everything this call caused: later duplicates answer with `result`."""
-        receipts = EventReceipt.__table__  # type: ignore[attr-defined]
+        routed = {"b_message_id": message_id, "routed_at": utcnow(), "result": result}
         with self.engine.begin() as conn:
-            conn.execute(
-                update(receipts)
-                .where(receipts.c.message_id == message_id)
-                .values(routed_at=utcnow(), result=result)
-            )
+            conn.execute(_hot(self.engine.dialect.name).receipt_routed, routed)
 
     def prune_receipts(self, before: datetime) -> int:
         """Forget receipts older than the dedupe window; returns how many went."""
@@ -350,13 +345,10 @@ class Store:
     ) -> ProfileRow:
         """Merge traits (and `email`, else the `email` trait) into the profile; raises
         IntegrityError if a racing first insert won."""
+        sql = _hot(conn.dialect.name)
         profiles = ProfileRow.__table__  # type: ignore[attr-defined]
         aliases = UserAlias.__table__  # type: ignore[attr-defined]
-        current = conn.execute(  # FOR UPDATE: concurrent merges take turns, none is lost
-            select(profiles.c.email, profiles.c.traits)
-            .where(profiles.c.user_id == user_id)
-            .with_for_update()
-        ).first()
+        current = conn.execute(sql.profile_for_update, {"b_user_id": user_id}).first()
         if not email and _fits(traits.get("email"), profiles.c.email):
             email = traits["email"]
         merged = {**(current.traits if current else {}), **traits}
@@ -368,19 +360,14 @@ class Store:
         )
         values = {"email": row.email, "traits": merged, "updated_at": row.updated_at}
         if current is None:
-            conn.execute(profiles.insert().values(user_id=user_id, **values))
+            conn.execute(sql.profile_insert, {"user_id": user_id, **values})
         else:
-            conn.execute(update(profiles).where(profiles.c.user_id == user_id).values(**values))
+            conn.execute(sql.profile_update, {"b_user_id": user_id, **values})
         for kind in ALIAS_TRAITS:
             value = traits.get(kind)
             if isinstance(value, str | int) and _fits(str(value), aliases.c.value):
-                conn.execute(
-                    _insert(conn.engine, aliases)
-                    .values(kind=kind, value=str(value), user_id=user_id)
-                    .on_conflict_do_update(
-                        index_elements=["kind", "value"], set_={"user_id": user_id}
-                    )
-                )
+                alias = {"kind": kind, "value": str(value), "user_id": user_id}
+                conn.execute(sql.alias_upsert, alias)
         return row
 
     # Journey runs ---------------------------------------------------------------------------
@@ -525,49 +512,77 @@ def _fits(value: Any, column: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= (column.type.length or len(value))
 
 
-def _insert(engine: Engine, table: Any) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL alike)."""
-    if engine.dialect.name == "postgresql":
+@dataclass(frozen=True)
+class _HotStatements:
+    """The statements ingestion runs for every event, built once per dialect.
+
+    Built fresh for each call, SQLAlchemy spent more CPU constructing them and computing their
+    cache keys than running them. Executed with a dict of parameters; the `b_` names are the
+    WHERE clauses' (SQLAlchemy reserves a column's own name for its SET value).
+    """
+
+    receipt_insert: Any
+    receipt_seen: Any
+    receipt_routed: Any
+    profile_for_update: Any
+    profile_insert: Any
+    profile_update: Any
+    alias_upsert: Any
+    summary_upsert: Any
+
+
+@functools.cache
+def _hot(dialect: str) -> _HotStatements:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
+    receipts = EventReceipt.__table__  # type: ignore[attr-defined]
+    profiles = ProfileRow.__table__  # type: ignore[attr-defined]
+    aliases = UserAlias.__table__  # type: ignore[attr-defined]
+    summaries = EventSummary.__table__  # type: ignore[attr-defined]
 
-
-def _summary_upsert(
-    engine: Engine, user_id: str, event: str, at: datetime, properties: dict[str, Any] | None
-) -> Any:
-    """INSERT ... ON CONFLICT DO UPDATE, so concurrent replicas never lose a count.
-
-    Out-of-order events keep first_seen the earliest, last_seen the latest, and the properties
-    of the latest.
-    """
-    table = EventSummary.__table__  # type: ignore[attr-defined]
-    statement = _insert(engine, table).values(
-        user_id=user_id,
-        event=event,
-        count=1,
-        first_seen=at,
-        last_seen=at,
-        last_properties=properties or {},
+    alias = insert(aliases)
+    summary = insert(summaries)
+    new = summary.excluded
+    return _HotStatements(
+        receipt_insert=insert(receipts)
+        .on_conflict_do_nothing(index_elements=["message_id"])
+        .returning(receipts.c.message_id),
+        receipt_seen=select(receipts.c.routed_at, receipts.c.result).where(
+            receipts.c.message_id == bindparam("b_message_id")
+        ),
+        receipt_routed=update(receipts).where(receipts.c.message_id == bindparam("b_message_id")),
+        # FOR UPDATE: concurrent merges of one profile take turns, none is lost.
+        profile_for_update=select(profiles.c.email, profiles.c.traits)
+        .where(profiles.c.user_id == bindparam("b_user_id"))
+        .with_for_update(),
+        profile_insert=profiles.insert(),
+        profile_update=update(profiles).where(profiles.c.user_id == bindparam("b_user_id")),
+        alias_upsert=alias.on_conflict_do_update(
+            index_elements=["kind", "value"], set_={"user_id": alias.excluded.user_id}
+        ),
+        # ON CONFLICT DO UPDATE, so concurrent replicas never lose a count. Out-of-order
+        # events keep first_seen the earliest, last_seen the latest, and the latest properties.
+        summary_upsert=summary.on_conflict_do_update(
+            index_elements=["user_id", "event"],
+            set_={
+                "count": summaries.c.count + 1,
+                "first_seen": case(
+                    (new.first_seen < summaries.c.first_seen, new.first_seen),
+                    else_=summaries.c.first_seen,
+                ),
+                "last_seen": case(
+                    (new.last_seen > summaries.c.last_seen, new.last_seen),
+                    else_=summaries.c.last_seen,
+                ),
+                "last_properties": case(
+                    (new.last_seen >= summaries.c.last_seen, new.last_properties),
+                    else_=summaries.c.last_properties,
+                ),
+            },
+        ).returning(summaries.c.count),
     )
-    new = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=["user_id", "event"],
-        set_={
-            "count": table.c.count + 1,
-            "first_seen": case(
-                (new.first_seen < table.c.first_seen, new.first_seen), else_=table.c.first_seen
-            ),
-            "last_seen": case(
-                (new.last_seen > table.c.last_seen, new.last_seen), else_=table.c.last_seen
-            ),
-            "last_properties": case(
-                (new.last_seen >= table.c.last_seen, new.last_properties),
-                else_=table.c.last_properties,
-            ),
-        },
-    ).returning(table.c.count)
 
 
 def _engine(url: str) -> Engine:

@@ -5,10 +5,14 @@
 Starts what `journeys dev` starts, as separate processes (Temporal dev server on a SQLite file
 with the WAL pragmas, `journeys worker`, `journeys api`), then measures, on the same server:
 1. raw: signal-with-start straight from the SDK, N workflows at concurrency C;
-2. api: POST /v1/track through the API, N events at concurrency C (every one a new journey);
+   (the same start, search attributes included, that the API's router makes);
+2. api: POST /v1/track through the API, N events at concurrency C (every one a new journey),
+   from a lean keep-alive client (`--client httpx` for httpx, which costs more CPU per request
+   than the API itself on these 2 shared cores);
 3. the API's latency at half its peak rate (open loop, a fixed arrival rate);
 4. event-to-first-send: a journey whose first step sends, from POST to the outbox row.
-Prints figures and the ratios the targets are stated in. Numbers, never assertions.
+Prints figures, the ratios the targets are stated in, and each process's CPU per event in the
+raw and API rounds (temporal, worker, api, and this load process). Numbers, never assertions.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
 from temporalio.client import Client
@@ -33,8 +38,10 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.store import Store
+from bench.loopback import LoopbackClient
 from starter.dev import temporal_binary
 from workflows.engine import JourneyWorkflow
+from workflows.identity import start_attributes
 from workflows.models import Event, JourneyInput
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,7 +116,9 @@ class Stack:
             "JOURNEYS_API_KEY": self.key,
             "JOURNEYS_API_PORT": str(self.api_port),
             "JOURNEYS_TASK_QUEUE": self.task_queue,
-            "JOURNEYS_JOURNEY_MODULES": '["workflows.journeys", "bench.journeys"]',
+            # cart_recovery (the burst's journey) and the bench's own: Signed Up must start
+            # only bench_welcome, whose templates are the ones in bench/templates.
+            "JOURNEYS_JOURNEY_MODULES": '["workflows.journeys.cart_recovery", "bench.journeys"]',
             "JOURNEYS_TEMPLATES_DIR": str(ROOT / "bench" / "templates"),
             "JOURNEYS_QUIET_HOURS": "",  # measure sends, not the night
             "JOURNEYS_SECRET_KEY": "bench",
@@ -185,7 +194,7 @@ def track(user: str, event: str) -> dict[str, object]:
     }
 
 
-async def measure(stack: Stack, n: int, concurrency: int) -> None:
+async def measure(stack: Stack, n: int, concurrency: int, client_kind: str) -> None:
     client = await Client.connect(
         f"127.0.0.1:{stack.temporal_port}", data_converter=pydantic_data_converter
     )
@@ -208,21 +217,17 @@ async def measure(stack: Stack, n: int, concurrency: int) -> None:
             start_signal="event",
             start_signal_args=[event],
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=start_attributes("cart_recovery", user),  # as the router starts it
         )
 
-    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{stack.api_port}",
-        headers={"Authorization": f"Bearer {stack.key}"},
-        limits=limits,
-        timeout=60,
-    ) as http:
+    poster = _poster(stack, concurrency, client_kind)
+    try:
         failures = 0
 
         async def api(i: int, prefix: str = "api", event: str = "Product Added") -> None:
             nonlocal failures
-            response = await http.post("/v1/track", json=track(f"{prefix}-{run}-{i}", event))
-            if response.status_code != 200:
+            status, _ = await poster.post_json("/v1/track", track(f"{prefix}-{run}-{i}", event))
+            if status != 200:
                 failures += 1
 
         store = Store(stack.database_url)
@@ -254,13 +259,20 @@ async def measure(stack: Stack, n: int, concurrency: int) -> None:
         # Alternate rounds, so both paths meet the same background (the worker entering the
         # journeys earlier rounds started competes for the same two cores).
         raw_lat, api_lat, raw_time, api_time = [], [], 0.0, 0.0
+        raw_cpu, api_cpu = CpuMeter(stack), CpuMeter(stack)
         rounds, per_round = 4, n // 4
         for r in range(rounds):
             began = time.perf_counter()
-            raw_lat += (await closed_loop(per_round, concurrency, lambda i, r=r: raw(r * n + i)))[1]
+            with raw_cpu:
+                raw_lat += (
+                    await closed_loop(per_round, concurrency, lambda i, r=r: raw(r * n + i))
+                )[1]
             raw_time += time.perf_counter() - began
             began = time.perf_counter()
-            api_lat += (await closed_loop(per_round, concurrency, lambda i, r=r: api(r * n + i)))[1]
+            with api_cpu:
+                api_lat += (
+                    await closed_loop(per_round, concurrency, lambda i, r=r: api(r * n + i))
+                )[1]
             api_time += time.perf_counter() - began
         raw_rate, api_rate = rounds * per_round / raw_time, rounds * per_round / api_time
         half = api_rate / 2
@@ -277,17 +289,21 @@ async def measure(stack: Stack, n: int, concurrency: int) -> None:
             await asyncio.sleep(1)
         drain_rate = (entered - entered_before) / (time.perf_counter() - drain_began)
         store.dispose()
+    finally:
+        await poster.close()
 
     line = "-" * 72
     print(line)
     print(f"ingestion benchmark: {n} events, concurrency {concurrency}, {os.cpu_count()} cores, "
-          f"database {stack.database_url.split(':')[0]}")  # fmt: skip
+          f"database {stack.database_url.split(':')[0]}, {client_kind} load client")  # fmt: skip
     print(line)
     print(f"raw SDK signal-with-start   {raw_rate:8.1f} /s   p50 {_ms(raw_lat, 0.5)}  "
           f"p99 {_ms(raw_lat, 0.99)}")  # fmt: skip
     print(f"API POST /v1/track (peak)   {api_rate:8.1f} /s   p50 {_ms(api_lat, 0.5)}  "
           f"p99 {_ms(api_lat, 0.99)}   failures {failures}")  # fmt: skip
     print(f"ratio API / raw             {api_rate / raw_rate:8.2f}      (target >= 0.80)")
+    print(f"CPU ms per event, raw rounds   {raw_cpu.per_event(rounds * per_round)}")
+    print(f"CPU ms per event, API rounds   {api_cpu.per_event(rounds * per_round)}")
     print(f"API at half peak ({half:5.1f}/s)  p50 {_ms(half_lat, 0.5)}  "
           f"p99 {_ms(half_lat, 0.99)}   (target p99 < 1000 ms)")  # fmt: skip
     if delays:
@@ -304,6 +320,71 @@ async def measure(stack: Stack, n: int, concurrency: int) -> None:
     print(line)
 
 
+class CpuMeter:
+    """CPU seconds each process of the stack (and this load process) spends inside `with`."""
+
+    NAMES = ("temporal", "worker", "api", "load")
+
+    def __init__(self, stack: Stack) -> None:
+        self.pids = [p.pid for p in stack.processes] + [os.getpid()]
+        self.spent = [0.0] * len(self.pids)
+        self._began: list[float] = []
+
+    def __enter__(self) -> None:
+        self._began = [_cpu_seconds(pid) for pid in self.pids]
+
+    def __exit__(self, *_: object) -> None:
+        for i, pid in enumerate(self.pids):
+            self.spent[i] += _cpu_seconds(pid) - self._began[i]
+
+    def per_event(self, events: int) -> str:
+        figures = [
+            f"{n} {s / events * 1000:5.2f}" for n, s in zip(self.NAMES, self.spent, strict=True)
+        ]
+        return "  ".join(figures) + f"   (all {sum(self.spent) / events * 1000:5.2f})"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Poster(Protocol):
+    async def post_json(self, path: str, payload: Any) -> tuple[int, bytes]: ...
+    async def close(self) -> None: ...
+
+
+class _Httpx:
+    """httpx as the load client (`--client httpx`): what a Python sender would use."""
+
+    def __init__(self, base_url: str, key: str, concurrency: int) -> None:
+        # Idle connections expire before uvicorn's 5 s keep-alive closes them: a request on a
+        # connection the server is closing fails with ReadError after a quiet stretch.
+        limits = httpx.Limits(
+            max_connections=concurrency * 2,
+            max_keepalive_connections=concurrency,
+            keepalive_expiry=2,
+        )
+        self.http = httpx.AsyncClient(
+            base_url=base_url, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=60
+        )
+
+    async def post_json(self, path: str, payload: Any) -> tuple[int, bytes]:
+        response = await self.http.post(path, json=payload)
+        return response.status_code, response.content
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+def _poster(stack: Stack, concurrency: int, kind: str) -> Poster:
+    if kind == "httpx":
+        return _Httpx(f"http://127.0.0.1:{stack.api_port}", stack.key, concurrency)
+    auth = {"Authorization": f"Bearer {stack.key}"}
+    return LoopbackClient("127.0.0.1", stack.api_port, auth, size=concurrency * 2)
+
+
 def _ms(values: list[float], q: float) -> str:
     return f"{percentile(values, q) * 1000:7.1f} ms"
 
@@ -313,6 +394,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument(
+        "--client",
+        choices=["lean", "httpx"],
+        default="lean",
+        help="the load client: lean keep-alive HTTP/1.1 (default) or httpx, which costs more "
+        "CPU per request than the API on a 2-core machine",
+    )
+    parser.add_argument(
         "--database-url", default=None, help="our tables' database (default: a SQLite file)"
     )
     args = parser.parse_args()
@@ -320,7 +408,7 @@ def main() -> None:
         stack = Stack(Path(folder), args.database_url)
         stack.start()
         try:
-            asyncio.run(measure(stack, args.events, args.concurrency))
+            asyncio.run(measure(stack, args.events, args.concurrency, args.client))
         finally:
             stack.stop()
 

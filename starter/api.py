@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
@@ -188,12 +189,7 @@ def create_app(
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), api_key.encode()):
             raise _Unauthorized()
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY:
-            return JSONResponse({"detail": f"body over {MAX_BODY} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(ContentLengthLimit, limit=MAX_BODY)
 
     # Added last, so outermost: an ingest request over the limit is refused before anything else.
     app.add_middleware(AdmissionMiddleware, admission=admission, metrics=metrics)
@@ -329,6 +325,27 @@ def create_app(
         return JSONResponse(checks, status_code=200 if healthy else 503, headers=headers)
 
     return app
+
+
+class ContentLengthLimit:
+    """413 before reading a body whose declared Content-Length is over `limit`, on every route.
+
+    A plain ASGI middleware (Starlette's decorator middleware costs a task and a stream per
+    request). Bodies without Content-Length are cut off while streaming, in `_parse`.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                    too_large = {"detail": f"body over {self.limit} bytes"}
+                    await JSONResponse(too_large, status_code=413)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 class _Unauthorized(Exception):

@@ -30,9 +30,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from starter.settings import Settings
+from worker import workflow_runner
 from workflows import registry
 from workflows.engine import JourneyWorkflow
 from workflows.models import JourneyInput
@@ -50,15 +50,6 @@ DEFAULT_LIMIT = 20
 _SINCE = re.compile(r"^(\d+)([dhm])$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _CORE_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
-
-
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The worker's sandbox: the registry (names only) and journey errors pass through."""
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(
-            "workflows.registry", "workflows.errors"
-        )
-    )
 
 
 def replayer() -> Replayer:

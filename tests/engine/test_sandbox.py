@@ -1,0 +1,40 @@
+"""Journey modules run in Temporal's workflow sandbox, even though the engine's own modules
+are passed through it (worker.PASSTHROUGH): a wall-clock read in `steps` is refused."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.api.enums.v1 import EventType
+
+from tests.engine.wall_clock import WallClock
+from worker import PASSTHROUGH
+
+
+def test_journey_modules_are_not_passed_through():
+    # A passthrough name passes its submodules through too: `workflows` would take
+    # `workflows.journeys.*` out of the sandbox with it.
+    assert "workflows" not in PASSTHROUGH and "workflows.journeys" not in PASSTHROUGH
+    assert not any(name.startswith("workflows.journeys") for name in PASSTHROUGH)
+
+
+async def test_a_wall_clock_read_in_steps_fails_the_workflow_task_and_sends_nothing(stack_for):
+    stack = await stack_for(WallClock)
+    user = stack.user("clock")
+    await stack.track("Clock Started", user)
+    handle = stack.handle("t_wall_clock", user)
+
+    failure = None
+    for _ in range(300):  # the worker's first attempt at the steps, within a few seconds
+        async for event in handle.fetch_history_events():
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                failure = event.workflow_task_failed_event_attributes.failure
+        if failure is not None:
+            break
+        await asyncio.sleep(0.02)
+
+    assert failure is not None, "the wall-clock read was not refused"
+    assert failure.application_failure_info.type == "RestrictedWorkflowAccessError"
+    assert "datetime.datetime.now" in failure.message
+    assert stack.outbox(user) == []
+    await handle.terminate("test over")
