@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
+
+KEEPALIVE = 2.0
+"""Seconds an idle connection is reused; uvicorn closes them after 5."""
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class HTTPError(Exception):
@@ -24,11 +30,8 @@ class LoopbackClient:
     def __init__(self, host: str, port: int, headers: dict[str, str], size: int) -> None:
         self.host, self.port = host, port
         self.fixed = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
-            asyncio.Queue()
-        )
-        self.size = size
-        self.opened = 0
+        self.idle: list[tuple[float, Connection]] = []  # (last used, connection), newest last
+        self.free = asyncio.Semaphore(size)  # one request per connection at a time
 
     async def post_json(self, path: str, payload: Any) -> tuple[int, bytes]:
         body = json.dumps(payload, separators=(",", ":")).encode()
@@ -36,39 +39,36 @@ class LoopbackClient:
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.fixed}"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
-        for attempt in range(2):  # a kept-alive connection the server closed: once more, fresh
-            reader, writer = await self._connection()
-            try:
-                writer.write(head + body)
-                status, answer, keep = await _response(reader)
-            except (HTTPError, ConnectionError, asyncio.IncompleteReadError):
-                writer.close()
-                self.opened -= 1
-                if attempt:
-                    raise
-                continue
-            if keep:
-                self.idle.put_nowait((reader, writer))
-            else:
-                writer.close()
-                self.opened -= 1
-            return status, answer
+        async with self.free:
+            for fresh in (False, True):  # a connection the server closed: once more, on a new one
+                reader, writer = await self._connection(fresh)
+                try:
+                    writer.write(head + body)
+                    status, answer, keep = await _response(reader)
+                except (HTTPError, ConnectionError, asyncio.IncompleteReadError):
+                    writer.close()
+                    if fresh:
+                        raise
+                    continue
+                if keep:
+                    self.idle.append((time.monotonic(), (reader, writer)))
+                else:
+                    writer.close()
+                return status, answer
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
-        while not self.idle.empty():
-            _, writer = self.idle.get_nowait()
+        for _, (_, writer) in self.idle:
             writer.close()
+        self.idle.clear()
 
-    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.idle.empty() and self.opened < self.size:
-            self.opened += 1
-            try:
-                return await asyncio.open_connection(self.host, self.port)
-            except OSError:
-                self.opened -= 1
-                raise
-        return await self.idle.get()
+    async def _connection(self, fresh: bool) -> Connection:
+        while self.idle and not fresh:
+            used, connection = self.idle.pop()
+            if time.monotonic() - used < KEEPALIVE:
+                return connection
+            connection[1].close()
+        return await asyncio.open_connection(self.host, self.port)
 
 
 async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:

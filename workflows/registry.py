@@ -43,6 +43,11 @@ def names() -> list[str]:
     return sorted(_JOURNEYS)
 
 
+def modules() -> set[str]:
+    """The modules the registered journeys are defined in."""
+    return {module for module, _ in _JOURNEYS.values()}
+
+
 def get(name: str) -> type[Journey]:
     """The journey class registered under `name`.
 

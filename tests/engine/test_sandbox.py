@@ -38,3 +38,24 @@ async def test_a_wall_clock_read_in_steps_fails_the_workflow_task_and_sends_noth
     assert "datetime.datetime.now" in failure.message
     assert stack.outbox(user) == []
     await handle.terminate("test over")
+
+
+def test_the_worker_writes_bytecode_for_the_modules_each_sandbox_imports(tmp_path):
+    # Without a .pyc (PYTHONDONTWRITEBYTECODE=1) every new journey workflow compiled the
+    # engine and its journey module from source; the worker writes them once instead.
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from worker import write_bytecode
+    from workflows import registry
+
+    registry.register(WallClock)
+    cached = [
+        Path(importlib.util.cache_from_source(sys.modules[name].__file__))
+        for name in ("workflows.engine", WallClock.__module__)
+    ]
+    for path in cached:
+        path.unlink(missing_ok=True)
+    write_bytecode()
+    assert all(path.is_file() for path in cached)
