@@ -126,8 +126,11 @@ class Stack:
         )
 
     async def advance(self, journey: str, user_id: str, by: timedelta) -> None:
-        """Move one journey's clock forward by exactly `by`, then let it finish reacting."""
+        """Move one journey's clock forward by exactly `by` from where it waits, then let it
+        finish reacting. It settles first: time moved while the journey is still entering (no
+        timer started yet) would be spent before its first wait and lost to the test."""
         handle = self.handle(journey, user_id)
+        await settle(handle)
         await self.skipper.fast_forward(handle, by)
         await settle(handle)
 
