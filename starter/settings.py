@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     # Operations -------------------------------------------------------------------------------
     api_max_in_flight: int = Field(128, ge=0)
     """Ingest requests one API process works on at once; past it, 503 with Retry-After at once.
-    128 is about one second of work at the ~125 events/s measured on 2 cores: an admitted event
+    128 is about one second of work at the 100-125 events/s measured on 2 cores: an admitted event
     is answered within about a second, far inside senders' timeouts. 0 turns it off."""
     metrics_address: str = "127.0.0.1:9464"
     """Where the worker serves Prometheus metrics (the Temporal SDK's and ours); "" turns off."""
