@@ -86,7 +86,7 @@ def create_worker(
         task_queue=task_queue,
         # On shutdown, let in-flight sends and writes finish rather than cancel them mid-call.
         graceful_shutdown_timeout=timedelta(seconds=15),
-        workflows=[JourneyWorkflow, SegmentEntryWorkflow],
+        workflows=list(WORKFLOWS),
         activities=[
             entry.enter_journey,
             recording.record_step,
@@ -100,6 +100,9 @@ def create_worker(
     )
 
 
+WORKFLOWS = (JourneyWorkflow, SegmentEntryWorkflow)
+
+
 def write_bytecode() -> None:
     """Compile the modules each new journey workflow imports in its sandbox, once.
 
@@ -110,7 +113,7 @@ def write_bytecode() -> None:
     """
     from workflows import registry
 
-    sandboxed = {"workflows", "workflows.engine", "workflows.segment_entry", "workflows.journeys"}
+    sandboxed = {"workflows", "workflows.journeys", *(w.__module__ for w in WORKFLOWS)}
     for name in sorted(sandboxed | registry.modules()):
         file = getattr(sys.modules.get(name), "__file__", None)
         if file and file.endswith(".py"):

@@ -32,14 +32,9 @@ from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
 from starter.settings import Settings
-from worker import workflow_runner
+from worker import WORKFLOWS, workflow_runner
 from workflows import registry
-from workflows.engine import JourneyWorkflow
 from workflows.models import JourneyInput
-from workflows.segment_entry import SegmentEntryWorkflow
-
-WORKFLOWS: tuple[type, ...] = (JourneyWorkflow, SegmentEntryWorkflow)
-"""What the worker runs (worker.create_worker); a test holds the two lists equal."""
 
 JOURNEY = "Journey"
 SEGMENT_ENTRY = "SegmentEntry"

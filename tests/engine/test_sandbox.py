@@ -4,11 +4,14 @@ are passed through it (worker.PASSTHROUGH): a wall-clock read in `steps` is refu
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import sys
+from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 
 from tests.engine.wall_clock import WallClock
-from worker import PASSTHROUGH
+from worker import PASSTHROUGH, write_bytecode
 
 
 def test_journey_modules_are_not_passed_through():
@@ -40,17 +43,10 @@ async def test_a_wall_clock_read_in_steps_fails_the_workflow_task_and_sends_noth
     await handle.terminate("test over")
 
 
-def test_the_worker_writes_bytecode_for_the_modules_each_sandbox_imports(tmp_path):
+def test_the_worker_writes_bytecode_for_the_modules_each_sandbox_imports():
     # Without a .pyc (PYTHONDONTWRITEBYTECODE=1) every new journey workflow compiled the
     # engine and its journey module from source; the worker writes them once instead.
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    from worker import write_bytecode
-    from workflows import registry
-
-    registry.register(WallClock)
+    # (WallClock is registered by its import above, like any journey module.)
     cached = [
         Path(importlib.util.cache_from_source(sys.modules[name].__file__))
         for name in ("workflows.engine", WallClock.__module__)
