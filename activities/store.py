@@ -233,6 +233,12 @@ class Store:
         with Session(self.engine, expire_on_commit=False) as session:
             yield session
 
+    @property
+    def one_writer(self) -> bool:
+        """SQLite: one write transaction at a time, so more writing threads only queue on its
+        lock (and each connection re-reads the pages the others wrote)."""
+        return self.engine.dialect.name == "sqlite"
+
     def ping(self) -> None:
         """Raise if the database cannot answer."""
         with self.engine.connect() as conn:
@@ -271,10 +277,13 @@ class Store:
         event: str | None = None,
         properties: dict[str, Any] | None = None,
         traits: dict[str, Any] | None = None,
+        routed: bool = False,
     ) -> Receipt:
         """Record an incoming call once: receipt, profile traits and event summary together.
 
         A message ID already received changes nothing and returns the earlier receipt.
+        `routed`: the call has nothing to route (an identify, an event no journey wants), so it
+        is done once this commits.
         """
         at = _utc(at)
         sql = _hot(self.engine.dialect.name)
@@ -285,6 +294,8 @@ class Store:
             "event": event,
             "received_at": utcnow(),
         }
+        if routed:
+            receipt |= {"routed_at": receipt["received_at"], "result": []}
         for _ in range(3):  # a concurrent first write of the same profile loses once, then merges
             # Prebuilt Core statements, not the ORM: this runs once per event on the hot path.
             try:
@@ -309,16 +320,24 @@ class Store:
                             "last_properties": properties or {},
                         }
                         count = conn.execute(sql.summary_upsert, summary).scalar()
-                    return Receipt(new=True, routed=False, profile=profile, count=count)
+                    return Receipt(new=True, routed=routed, profile=profile, count=count)
             except IntegrityError:  # a racing first insert of this profile won: merge again
                 continue
         raise RuntimeError(f"could not record message {message_id!r}")
 
     def mark_routed(self, message_id: str, result: list[dict[str, Any]]) -> None:
         """Temporal accepted everything this call caused: later duplicates answer with `result`."""
-        routed = {"b_message_id": message_id, "routed_at": utcnow(), "result": result}
+        self.mark_routed_many([(message_id, result)])
+
+    def mark_routed_many(self, marks: list[tuple[str, list[dict[str, Any]]]]) -> None:
+        """`mark_routed` for several calls in one transaction (the API's group commit)."""
+        now = utcnow()
+        rows = [
+            {"b_message_id": message_id, "routed_at": now, "result": result}
+            for message_id, result in sorted(marks, key=lambda mark: mark[0])  # one lock order
+        ]
         with self.engine.begin() as conn:
-            conn.execute(_hot(self.engine.dialect.name).receipt_routed, routed)
+            conn.execute(_hot(self.engine.dialect.name).receipt_routed, rows)
 
     def prune_receipts(self, before: datetime) -> int:
         """Forget receipts older than the dedupe window; returns how many went."""

@@ -39,7 +39,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.store import Store
 from bench.loopback import LoopbackClient
-from starter.dev import temporal_binary
+from starter.dev import EAGER_ACTIVITIES, SQLITE_WAL, temporal_binary
 from workflows.engine import JourneyWorkflow
 from workflows.identity import start_attributes
 from workflows.models import Event, JourneyInput
@@ -139,10 +139,8 @@ class Stack:
                     str(self.temporal_port),
                     "--db-filename",
                     str(self.data / "temporal.db"),
-                    "--sqlite-pragma",
-                    "journal_mode=wal",
-                    "--sqlite-pragma",
-                    "synchronous=normal",
+                    *SQLITE_WAL,
+                    *EAGER_ACTIVITIES,
                     "--log-level",
                     "error",
                 ],

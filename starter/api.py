@@ -166,6 +166,7 @@ def create_app(
         )
         app.state.settings = settings
         yield
+        app.state.ingestor.close()
         if own_store:
             app.state.store.dispose()
 

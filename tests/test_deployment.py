@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from starter.dev import EAGER_ACTIVITIES
 from starter.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,15 @@ def test_the_production_shape_has_every_part():
     assert services["worker"]["command"] == ["journeys", "worker"]
     assert services["api"]["command"] == ["journeys", "api"]
     assert "ports" not in services["worker"]  # scalable with --scale: no fixed host port
+
+
+def test_temporal_dispatches_activities_eagerly_as_the_embedded_server_does():
+    temporal = COMPOSE["services"]["temporal"]
+    path = env_of("temporal")["DYNAMIC_CONFIG_FILE_PATH"]
+    mounts = dict(v.removesuffix(":ro").split(":", 1)[::-1] for v in temporal["volumes"])
+    config = yaml.safe_load((ROOT / mounts[f"/etc/temporal/{path}"]).read_text())
+    flag, value = EAGER_ACTIVITIES[1].split("=")
+    assert config[flag] == [{"value": yaml.safe_load(value)}]
 
 
 @pytest.mark.parametrize("service", ["migrate", "worker", "api"])

@@ -26,7 +26,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig, RPCError
 from temporalio.testing import TimeSkipper
 
-from starter.dev import temporal_binary
+from starter.dev import EAGER_ACTIVITIES, SQLITE_WAL, temporal_binary
 from tests.smtp_server import Mailbox
 from workflows.models import Event
 
@@ -94,7 +94,7 @@ class DevServer:
             "--ip", "127.0.0.1", "--port", str(self.port), "--http-port", str(self.http_port),
             "--headless", "--log-level", "error",
             "--db-filename", str(self.db),
-            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+            *SQLITE_WAL, *EAGER_ACTIVITIES,
             "--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true",
         ]  # fmt: skip
 

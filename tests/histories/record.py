@@ -42,7 +42,7 @@ from starter.calls import IdentifyCall, TrackCall
 from starter.dev import temporal_binary
 from starter.ingest import Ingestor
 from starter.routing import Router
-from tests.conftest import NO_LIMITS, TIME_SKIPPING, settle
+from tests.conftest import NO_LIMITS, SERVER_ARGS, settle
 from worker import ACTIVITY_THREADS, create_worker, ensure_search_attributes
 from workflows import registry
 from workflows.identity import workflow_id
@@ -357,7 +357,7 @@ async def record(out: Path, only: list[str] | None = None) -> list[Kept]:
     journeys = registry.load_modules(["workflows.journeys"])
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
-        dev_server_extra_args=[*TIME_SKIPPING, "--log-level", "error"],
+        dev_server_extra_args=SERVER_ARGS,
         data_converter=pydantic_data_converter,
     )
     try:

@@ -74,6 +74,20 @@ async def test_the_same_message_id_twice_has_one_effect(api_for):
     assert (await api.stack.state("t_cart", user)).events_received == 1
 
 
+async def test_concurrent_calls_each_answer_only_once_their_receipt_is_marked_routed(api_for):
+    """The routed marks of calls in flight together share transactions; each is still durable
+    before its 2xx, so a retry of any of them is a duplicate, not a second delivery."""
+    api = await api_for(Cart)
+    calls = [track(new_user()) for _ in range(30)]
+    first = await asyncio.gather(*(api.http.post("/v1/track", json=c) for c in calls))
+    assert [r.json()["status"] for r in first] == ["accepted"] * 30
+    again = await asyncio.gather(*(api.http.post("/v1/track", json=c) for c in calls))
+    assert [r.json()["status"] for r in again] == ["duplicate"] * 30
+    assert [r.json()["journeys"] for r in again] == [r.json()["journeys"] for r in first]
+    for call in calls:
+        assert (await api.stack.state("t_cart", call["userId"])).events_received == 1
+
+
 async def test_replicas_share_the_dedupe_so_a_retry_to_another_replica_changes_nothing(api_for):
     api = await api_for(Cart)
     other = await api.replica()
@@ -182,13 +196,14 @@ async def test_every_event_updates_the_profile_summary_even_unknown_ones(api_for
     api = await api_for(Cart)
     user = new_user()
     for stamp, plan in (("10:00", "a"), ("12:00", "c"), ("11:00", "b")):  # one arrives late
-        response = await api.http.post(
-            "/v1/track",
-            json=track(
-                user, "Report Exported", timestamp=f"2026-11-24T{stamp}:00Z", properties={"p": plan}
-            ),
+        late = track(
+            user, "Report Exported", timestamp=f"2026-11-24T{stamp}:00Z", properties={"p": plan}
         )
+        response = await api.http.post("/v1/track", json=late)
+        assert response.json()["status"] == "accepted"
         assert response.json()["journeys"] == []
+    repeat = await api.http.post("/v1/track", json=late)  # recorded once, even with no journey
+    assert repeat.json()["status"] == "duplicate"
     summary = api.stack.store.event_summary(user, "Report Exported")
     assert summary.count == 3
     assert (summary.first_seen.hour, summary.last_seen.hour) == (10, 12)

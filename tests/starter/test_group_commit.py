@@ -1,0 +1,86 @@
+"""Group commit: callers share transactions, and none returns before its own item is written."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from starter.group_commit import GroupCommit
+
+
+class Log:
+    """A write function that keeps what each call wrote, and can be made to fail or wait."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.fail: set[int] = set()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def write(self, items: list[int]) -> None:
+        self.gate.wait(5)
+        if self.fail & set(items):
+            raise OSError("disk gone")
+        self.batches.append(list(items))
+
+    @property
+    def written(self) -> list[int]:
+        return [item for batch in self.batches for item in batch]
+
+
+async def test_concurrent_callers_share_transactions_and_each_returns_once_written():
+    log = Log()
+    group = GroupCommit(log.write)
+    seen_on_return: list[bool] = []
+
+    async def one(item: int) -> None:
+        await group.submit(item)
+        seen_on_return.append(item in log.written)
+
+    await asyncio.gather(*(one(i) for i in range(100)))
+    assert sorted(log.written) == list(range(100))  # each item once
+    assert len(log.batches) < 10  # shared: not a transaction per caller
+    assert all(seen_on_return)
+
+
+async def test_a_failed_write_reaches_every_caller_of_its_batch_and_the_next_batch_goes_on():
+    log = Log()
+    group = GroupCommit(log.write)
+    log.gate.clear()  # hold the first write so the next callers gather into one batch
+    first = asyncio.create_task(group.submit(0))
+    await asyncio.sleep(0.05)
+    log.fail = {1}
+    doomed = [asyncio.create_task(group.submit(i)) for i in (1, 2, 3)]
+    await asyncio.sleep(0.05)
+    log.gate.set()
+    await first
+    for task in doomed:
+        with pytest.raises(OSError, match="disk gone"):
+            await task
+    log.fail = set()
+    await group.submit(4)
+    assert log.written == [0, 4]
+
+
+async def test_a_caller_that_goes_away_does_not_take_the_others_write_with_it():
+    log = Log()
+    group = GroupCommit(log.write)
+    log.gate.clear()
+    leaving = asyncio.create_task(group.submit(1))
+    staying = asyncio.create_task(group.submit(2))
+    await asyncio.sleep(0.05)
+    leaving.cancel()  # the client disconnected
+    log.gate.set()
+    await staying
+    assert log.written == [1, 2]  # the write went ahead whole
+    assert leaving.cancelled()
+
+
+async def test_batches_are_bounded():
+    log = Log()
+    group = GroupCommit(log.write, max_batch=8)
+    await asyncio.gather(*(group.submit(i) for i in range(30)))
+    assert sorted(log.written) == list(range(30))
+    assert max(len(batch) for batch in log.batches) <= 8
