@@ -24,26 +24,22 @@ class EntryActivities:
     @activity.defn(name="enter_journey")
     def enter_journey(self, request: EntryRequest) -> Entry:
         """Record the entry once (a retry returns the recorded group) and snapshot the profile."""
-        group = assign_group(request.journey, request.user_id, request.holdout)
-        if self.store.insert_once(
+        entered = self.store.enter_run(
             JourneyRun(
                 run_id=request.run_id,
                 workflow_id=request.workflow_id,
                 journey=request.journey,
                 user_id=request.user_id,
-                group=group,
+                group=assign_group(request.journey, request.user_id, request.holdout),
                 entered_at=request.entered_at,
                 entry_event=request.event.name if request.event else None,
             )
-        ):
-            count_entry(request.journey, group)  # once per run: a retry finds the row
-        recorded = self.store.get_run(request.run_id)
-        row = self.store.get_profile(request.user_id)
-        traits = {k: v for k, v in (row.traits if row else {}).items() if k not in CONTACT_TRAITS}
+        )
+        if entered.new:
+            count_entry(request.journey, entered.group)  # once per run: a retry finds the row
+        traits = {k: v for k, v in entered.traits.items() if k not in CONTACT_TRAITS}
         return Entry(
-            group=recorded.group if recorded else group,  # type: ignore[arg-type]
+            group=entered.group,  # type: ignore[arg-type]
             profile=Profile(user_id=request.user_id, traits=traits),
-            last_message_at=self.store.last_message_at(
-                request.journey, request.user_id, before_run=request.run_id
-            ),
+            last_message_at=entered.last_message_at,
         )

@@ -15,13 +15,7 @@ class RecordingActivities:
     @activity.defn(name="record_step")
     def record_step(self, step: StepRecord) -> None:
         """Add the step (unique per run and sequence number) and mark the run as there."""
-        self.store.insert_once(JourneyStepRow(**step.model_dump()))
-        with self.store.session() as session:
-            run = session.get(JourneyRun, step.run_id)
-            if run is not None and run.outcome is None:
-                run.step = step.name
-                session.add(run)
-                session.commit()
+        self.store.record_step(JourneyStepRow(**step.model_dump()))
 
     @activity.defn(name="record_outcome")
     def record_outcome(self, record: OutcomeRecord) -> None:

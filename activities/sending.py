@@ -244,22 +244,14 @@ class SendingActivities:
     # Records -----------------------------------------------------------------------------
 
     def _commit_sent(self, request: SendRequest, message: OutboxMessage) -> SendResult:
-        with self.store.session() as session:
-            run = session.get(JourneyRun, request.run_id)  # before adding: get() autoflushes
-            session.add(message)
-            session.add(_step(request, "sent", None))
-            if run is not None:
-                run.messages_sent += 1
-                session.add(run)
-            try:
-                session.commit()
-            except IntegrityError:
-                session.rollback()
-                existing = self._find(request.idempotency_key)
-                if existing is None:
-                    raise
-                return SendResult(status="duplicate", message_id=str(existing.id))
-        return SendResult(status="sent", message_id=str(message.id))
+        try:
+            message_id = self.store.record_sent(message, _step(request, "sent", None))
+        except IntegrityError:
+            existing = self._find(request.idempotency_key)
+            if existing is None:
+                raise
+            return SendResult(status="duplicate", message_id=str(existing.id))
+        return SendResult(status="sent", message_id=str(message_id))
 
     def _count_sent(self, request: SendRequest, status: str = "sent") -> None:
         if not self.store.insert_once(_step(request, status, None)):
@@ -298,6 +290,8 @@ class SendingActivities:
         return SendResult(status="skipped", reason=reason)
 
     def _find(self, key: str) -> OutboxMessage | None:
+        if not self.store.has_message(key):  # the usual case, answered without the ORM
+            return None
         with self.store.session() as session:
             return session.exec(
                 select(OutboxMessage).where(OutboxMessage.idempotency_key == key)

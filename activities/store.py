@@ -211,6 +211,17 @@ class Receipt:
     """How many events of this name the user has sent, this one included (for `nth`)."""
 
 
+@dataclass
+class Entered:
+    """A journey run's entry as recorded, and what the journey starts from."""
+
+    new: bool
+    """False when an earlier attempt recorded it (a retried activity)."""
+    group: str
+    traits: dict[str, Any]
+    last_message_at: datetime | None
+
+
 class Store:
     """The database: an engine, sessions, and the few queries everyone needs."""
 
@@ -250,8 +261,10 @@ class Store:
     # Profiles -------------------------------------------------------------------------------
 
     def get_profile(self, user_id: str) -> ProfileRow | None:
-        with self.session() as session:
-            return session.get(ProfileRow, user_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(_hot(conn.dialect.name).profile_read, {"b_user_id": user_id})
+            found = row.first()
+        return ProfileRow(**found._mapping) if found is not None else None
 
     def upsert_profile(
         self, user_id: str, *, email: str | None = None, traits: dict[str, Any] | None = None
@@ -415,29 +428,48 @@ class Store:
                 query = query.where(JourneyRun.user_id == user_id)
             return list(session.exec(query))
 
+    def enter_run(self, run: JourneyRun) -> Entered:
+        """Record a journey entry once and read, in the same transaction, the user's traits and
+        when this journey last messaged them. A retry finds the group the first attempt drew.
+
+        The worker's entry activity runs this once per journey: prebuilt statements, not the
+        ORM, whose per-statement work cost more than the database's.
+        """
+        sql = _hot(self.engine.dialect.name)
+        with self.engine.begin() as conn:
+            new = conn.execute(sql.run_insert, run.model_dump()).first() is not None
+            group = (
+                run.group
+                if new
+                else conn.execute(sql.run_group, {"b_run_id": run.run_id}).scalar_one()
+            )
+            profile = conn.execute(sql.profile_traits, {"b_user_id": run.user_id}).first()
+            last = self._last_message_at(conn, run.journey, run.user_id, run.run_id)
+        traits = dict(profile.traits) if profile is not None else {}
+        return Entered(new=new, group=group, traits=traits, last_message_at=last)
+
+    def record_step(self, step: JourneyStepRow) -> None:
+        """Add the step once (unique per run and sequence number) and mark the run as there,
+        unless it has ended; one transaction, as it runs for every wait of every journey."""
+        sql = _hot(self.engine.dialect.name)
+        with self.engine.begin() as conn:
+            conn.execute(sql.step_insert, step.model_dump(exclude={"id"}))
+            conn.execute(sql.run_step, {"b_run_id": step.run_id, "step": step.name})
+
     def last_message_at(self, journey: str, user_id: str, before_run: str) -> datetime | None:
         """When `journey` last messaged the user in another run: sent, or held out (so a
         "not again within 7 days" rule treats both groups alike)."""
-        with self.session() as session:
-            sent = session.exec(
-                select(func.max(OutboxMessage.journey_time)).where(
-                    OutboxMessage.journey == journey,
-                    OutboxMessage.user_id == user_id,
-                    OutboxMessage.run_id != before_run,
-                    OutboxMessage.status.in_(("sent", "sending", "unknown")),  # type: ignore[attr-defined]
-                )
-            ).one()
-            held = session.exec(
-                select(func.max(JourneyStepRow.at))
-                .join(JourneyRun, JourneyRun.run_id == JourneyStepRow.run_id)  # type: ignore[arg-type]
-                .where(
-                    JourneyRun.journey == journey,
-                    JourneyRun.user_id == user_id,
-                    JourneyRun.run_id != before_run,
-                    JourneyStepRow.kind == "send",
-                    JourneyStepRow.status == "held_out",
-                )
-            ).one()
+        with self.engine.connect() as conn:
+            return self._last_message_at(conn, journey, user_id, before_run)
+
+    @staticmethod
+    def _last_message_at(
+        conn: Connection, journey: str, user_id: str, before_run: str
+    ) -> datetime | None:
+        sql = _hot(conn.dialect.name)
+        where = {"b_journey": journey, "b_user_id": user_id, "b_run_id": before_run}
+        sent = conn.execute(sql.last_sent, where).scalar()
+        held = conn.execute(sql.last_held_out, where).scalar()
         times = [_utc(t) for t in (sent, held) if t is not None]
         return max(times) if times else None
 
@@ -453,9 +485,25 @@ class Store:
     # Delivery --------------------------------------------------------------------------------
 
     def is_paused(self, journey: str) -> bool:
-        with self.session() as session:
-            control = session.get(JourneyControl, journey)
-            return bool(control and control.paused)
+        with self.engine.connect() as conn:
+            paused = conn.execute(_hot(conn.dialect.name).paused, {"b_journey": journey})
+            return bool(paused.scalar())
+
+    def has_message(self, idempotency_key: str) -> bool:
+        """Whether a send with this key was claimed or recorded (a retry, or a dead worker's)."""
+        with self.engine.connect() as conn:
+            sql = _hot(conn.dialect.name)
+            return conn.execute(sql.message_key, {"b_key": idempotency_key}).first() is not None
+
+    def record_sent(self, message: OutboxMessage, step: JourneyStepRow) -> int:
+        """The delivered message's row, its step and the run's count, in one transaction;
+        returns the row's ID. Raises IntegrityError if either exists already."""
+        sql = _hot(self.engine.dialect.name)
+        with self.engine.begin() as conn:
+            message_id = conn.execute(sql.message_add, message.model_dump(exclude={"id"}))
+            conn.execute(sql.step_add, step.model_dump(exclude={"id"}))
+            conn.execute(sql.run_sent, {"b_run_id": message.run_id})
+            return int(message_id.scalar_one())
 
     def set_paused(self, journey: str, paused: bool, reason: str | None = None) -> None:
         """Pause or resume a journey's sends, and log the change."""
@@ -477,19 +525,9 @@ class Store:
 
     def marketing_sent_since(self, user_id: str, since: datetime, channel: str = "email") -> int:
         """Marketing messages on `channel` that went (or may have gone) to the user since."""
-        with self.session() as session:
-            query = (
-                select(func.count())
-                .select_from(OutboxMessage)
-                .where(
-                    OutboxMessage.user_id == user_id,
-                    OutboxMessage.marketing == True,  # noqa: E712
-                    OutboxMessage.channel == channel,
-                    OutboxMessage.status.in_(("sent", "sending", "unknown")),  # type: ignore[attr-defined]
-                    OutboxMessage.journey_time >= _utc(since),
-                )
-            )
-            return int(session.exec(query).one())
+        where = {"b_user_id": user_id, "b_channel": channel, "b_since": _utc(since)}
+        with self.engine.connect() as conn:
+            return int(conn.execute(_hot(conn.dialect.name).marketing_since, where).scalar_one())
 
     def messages(self, user_id: str, channel: str) -> list[OutboxMessage]:
         with self.session() as session:
@@ -533,7 +571,8 @@ def _fits(value: Any, column: Any) -> bool:
 
 @dataclass(frozen=True)
 class _HotStatements:
-    """The statements ingestion runs for every event, built once per dialect.
+    """The statements ingestion runs for every event, and the worker for every journey step,
+    built once per dialect.
 
     Built fresh for each call, SQLAlchemy spent more CPU constructing them and computing their
     cache keys than running them. Executed with a dict of parameters; the `b_` names are the
@@ -548,6 +587,20 @@ class _HotStatements:
     profile_update: Any
     alias_upsert: Any
     summary_upsert: Any
+    run_insert: Any
+    run_group: Any
+    run_step: Any
+    step_insert: Any
+    profile_traits: Any
+    last_sent: Any
+    last_held_out: Any
+    profile_read: Any
+    marketing_since: Any
+    paused: Any
+    message_key: Any
+    message_add: Any
+    step_add: Any
+    run_sent: Any
 
 
 @functools.cache
@@ -560,6 +613,15 @@ def _hot(dialect: str) -> _HotStatements:
     profiles = ProfileRow.__table__  # type: ignore[attr-defined]
     aliases = UserAlias.__table__  # type: ignore[attr-defined]
     summaries = EventSummary.__table__  # type: ignore[attr-defined]
+    runs = JourneyRun.__table__  # type: ignore[attr-defined]
+    steps = JourneyStepRow.__table__  # type: ignore[attr-defined]
+    outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
+    controls = JourneyControl.__table__  # type: ignore[attr-defined]
+    other_run_of_user = (
+        (runs.c.journey == bindparam("b_journey"))
+        & (runs.c.user_id == bindparam("b_user_id"))
+        & (runs.c.run_id != bindparam("b_run_id"))
+    )
 
     alias = insert(aliases)
     summary = insert(summaries)
@@ -601,6 +663,42 @@ def _hot(dialect: str) -> _HotStatements:
                 ),
             },
         ).returning(summaries.c.count),
+        # Conflict on any unique key: a retried activity finds its row and adds nothing.
+        run_insert=insert(runs).on_conflict_do_nothing().returning(runs.c.run_id),
+        run_group=select(runs.c.group).where(runs.c.run_id == bindparam("b_run_id")),
+        run_step=update(runs).where(
+            (runs.c.run_id == bindparam("b_run_id")) & runs.c.outcome.is_(None)
+        ),
+        step_insert=insert(steps).on_conflict_do_nothing().returning(steps.c.id),
+        profile_traits=select(profiles.c.traits).where(
+            profiles.c.user_id == bindparam("b_user_id")
+        ),
+        last_sent=select(func.max(outbox.c.journey_time)).where(
+            (outbox.c.journey == bindparam("b_journey"))
+            & (outbox.c.user_id == bindparam("b_user_id"))
+            & (outbox.c.run_id != bindparam("b_run_id"))
+            & outbox.c.status.in_(("sent", "sending", "unknown"))
+        ),
+        last_held_out=select(func.max(steps.c.at))
+        .select_from(steps.join(runs, runs.c.run_id == steps.c.run_id))
+        .where(other_run_of_user & (steps.c.kind == "send") & (steps.c.status == "held_out")),
+        profile_read=select(profiles).where(profiles.c.user_id == bindparam("b_user_id")),
+        marketing_since=select(func.count())
+        .select_from(outbox)
+        .where(
+            (outbox.c.user_id == bindparam("b_user_id"))
+            & outbox.c.marketing.is_(True)
+            & (outbox.c.channel == bindparam("b_channel"))
+            & outbox.c.status.in_(("sent", "sending", "unknown"))
+            & (outbox.c.journey_time >= bindparam("b_since"))
+        ),
+        paused=select(controls.c.paused).where(controls.c.journey == bindparam("b_journey")),
+        message_key=select(outbox.c.id).where(outbox.c.idempotency_key == bindparam("b_key")),
+        message_add=outbox.insert().returning(outbox.c.id),
+        step_add=steps.insert(),
+        run_sent=update(runs)
+        .where(runs.c.run_id == bindparam("b_run_id"))
+        .values(messages_sent=runs.c.messages_sent + 1),
     )
 
 
