@@ -102,8 +102,11 @@ async def open_loop(
 class Stack:
     """Temporal dev server, worker and API as processes on free ports in a temporary folder."""
 
-    def __init__(self, data: Path, database_url: str | None = None) -> None:
+    def __init__(self, data: Path, database_url: str | None = None, workers: int = 1) -> None:
+        """`workers`: `journeys worker` processes on the task queue (docker-compose's
+        `--scale worker=N`); each is one Python process, so at most about one core."""
         self.data = data
+        self.workers = workers
         self.temporal_port, self.api_port = free_port(), free_port()
         self.key = uuid.uuid4().hex
         self.task_queue = "bench"
@@ -124,6 +127,8 @@ class Stack:
             "JOURNEYS_SECRET_KEY": "bench",
         }
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.roles: list[str] = []
+        """What each of `processes` is: temporal, worker or api."""
 
     def start(self) -> None:
         self.processes.append(
@@ -147,18 +152,22 @@ class Stack:
                 start_new_session=True,
             )
         )
+        self.roles.append("temporal")
         self._wait_port(self.temporal_port)
         Store(self.database_url).migrate()
-        for command in ("worker", "api"):
+        for command in ["worker"] * self.workers + ["api"]:
+            # each worker its own metrics port, as each container has its own address
+            metrics = {"JOURNEYS_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"}
             self.processes.append(
                 subprocess.Popen(
                     [str(BIN / "journeys"), command],
-                    env=self.env,
+                    env={**self.env, **metrics},
                     cwd=ROOT,
                     stdout=subprocess.DEVNULL,
                     start_new_session=True,
                 )
             )
+            self.roles.append(command)
         self._wait_port(self.api_port)
 
     def stop(self) -> None:
@@ -293,7 +302,8 @@ async def measure(stack: Stack, n: int, concurrency: int, client_kind: str) -> N
     line = "-" * 72
     print(line)
     print(f"ingestion benchmark: {n} events, concurrency {concurrency}, {os.cpu_count()} cores, "
-          f"database {stack.database_url.split(':')[0]}, {client_kind} load client")  # fmt: skip
+          f"database {stack.database_url.split(':')[0]}, {client_kind} load client, "
+          f"{stack.workers} worker process{'es' if stack.workers > 1 else ''}")  # fmt: skip
     print(line)
     print(f"raw SDK signal-with-start   {raw_rate:8.1f} /s   p50 {_ms(raw_lat, 0.5)}  "
           f"p99 {_ms(raw_lat, 0.99)}")  # fmt: skip
@@ -325,6 +335,7 @@ class CpuMeter:
 
     def __init__(self, stack: Stack) -> None:
         self.pids = [p.pid for p in stack.processes] + [os.getpid()]
+        self.roles = [*stack.roles, "load"]
         self.spent = [0.0] * len(self.pids)
         self._began: list[float] = []
 
@@ -336,9 +347,10 @@ class CpuMeter:
             self.spent[i] += _cpu_seconds(pid) - self._began[i]
 
     def per_event(self, events: int) -> str:
-        figures = [
-            f"{n} {s / events * 1000:5.2f}" for n, s in zip(self.NAMES, self.spent, strict=True)
-        ]
+        by_role = dict.fromkeys(self.NAMES, 0.0)  # all workers' CPU together
+        for role, spent in zip(self.roles, self.spent, strict=True):
+            by_role[role] += spent
+        figures = [f"{n} {s / events * 1000:5.2f}" for n, s in by_role.items()]
         return "  ".join(figures) + f"   (all {sum(self.spent) / events * 1000:5.2f})"
 
 
@@ -401,9 +413,12 @@ def main() -> None:
     parser.add_argument(
         "--database-url", default=None, help="our tables' database (default: a SQLite file)"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes (default 1, as `journeys dev`)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="journeys-bench-") as folder:
-        stack = Stack(Path(folder), args.database_url)
+        stack = Stack(Path(folder), args.database_url, args.workers)
         stack.start()
         try:
             asyncio.run(measure(stack, args.events, args.concurrency, args.client))
