@@ -443,7 +443,7 @@ class Store:
                 if new
                 else conn.execute(sql.run_group, {"b_run_id": run.run_id}).scalar_one()
             )
-            profile = conn.execute(sql.profile_traits, {"b_user_id": run.user_id}).first()
+            profile = conn.execute(sql.profile_read, {"b_user_id": run.user_id}).first()
             last = self._last_message_at(conn, run.journey, run.user_id, run.run_id)
         traits = dict(profile.traits) if profile is not None else {}
         return Entered(new=new, group=group, traits=traits, last_message_at=last)
@@ -591,7 +591,6 @@ class _HotStatements:
     run_group: Any
     run_step: Any
     step_insert: Any
-    profile_traits: Any
     last_sent: Any
     last_held_out: Any
     profile_read: Any
@@ -669,10 +668,7 @@ def _hot(dialect: str) -> _HotStatements:
         run_step=update(runs).where(
             (runs.c.run_id == bindparam("b_run_id")) & runs.c.outcome.is_(None)
         ),
-        step_insert=insert(steps).on_conflict_do_nothing().returning(steps.c.id),
-        profile_traits=select(profiles.c.traits).where(
-            profiles.c.user_id == bindparam("b_user_id")
-        ),
+        step_insert=insert(steps).on_conflict_do_nothing(),
         last_sent=select(func.max(outbox.c.journey_time)).where(
             (outbox.c.journey == bindparam("b_journey"))
             & (outbox.c.user_id == bindparam("b_user_id"))
