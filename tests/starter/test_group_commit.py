@@ -18,8 +18,11 @@ class Log:
         self.fail: set[int] = set()
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()
+        """Set once a write has begun (and is held at the gate if it is closed)."""
 
     def write(self, items: list[int]) -> None:
+        self.entered.set()
         self.gate.wait(5)
         if self.fail & set(items):
             raise OSError("disk gone")
@@ -50,10 +53,10 @@ async def test_a_failed_write_reaches_every_caller_of_its_batch_and_the_next_bat
     group = GroupCommit(log.write)
     log.gate.clear()  # hold the first write so the next callers gather into one batch
     first = asyncio.create_task(group.submit(0))
-    await asyncio.sleep(0.05)
+    await asyncio.to_thread(log.entered.wait, 5)
     log.fail = {1}
     doomed = [asyncio.create_task(group.submit(i)) for i in (1, 2, 3)]
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # each submits (and queues behind the held write)
     log.gate.set()
     await first
     for task in doomed:
@@ -70,7 +73,7 @@ async def test_a_caller_that_goes_away_does_not_take_the_others_write_with_it():
     log.gate.clear()
     leaving = asyncio.create_task(group.submit(1))
     staying = asyncio.create_task(group.submit(2))
-    await asyncio.sleep(0.05)
+    await asyncio.to_thread(log.entered.wait, 5)  # both are in the write now held
     leaving.cancel()  # the client disconnected
     log.gate.set()
     await staying
