@@ -17,8 +17,9 @@ import asyncio
 import functools
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, ParamSpec, TypeVar
 
@@ -116,11 +117,8 @@ class Ingestor:
             Delivered(journey=d.journey, workflowId=d.workflow_id, action=d.action)
             for d in deliveries
         ]
-        try:
+        with _database_unavailable():
             await self._routed.submit((event.message_id, [d.model_dump() for d in delivered]))
-        except (OperationalError, DBAPIError) as err:
-            log.warning("database unavailable: %s", type(err).__name__)
-            raise Unavailable("database") from err
         # Routed now, so accepted now (an earlier attempt that failed was never acknowledged).
         return self._taken("track", Accepted(messageId=event.message_id, journeys=delivered))
 
@@ -200,11 +198,18 @@ class Ingestor:
 
     async def _db(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         call = functools.partial(function, *args, **kwargs)
-        try:
+        with _database_unavailable():
             return await asyncio.get_running_loop().run_in_executor(self._writer, call)
-        except (OperationalError, DBAPIError) as err:
-            log.warning("database unavailable: %s", type(err).__name__)
-            raise Unavailable("database") from err
+
+
+@contextmanager
+def _database_unavailable() -> Iterator[None]:
+    """A database error inside is this call's 503: nothing of it is reported done."""
+    try:
+        yield
+    except (OperationalError, DBAPIError) as err:
+        log.warning("database unavailable: %s", type(err).__name__)
+        raise Unavailable("database") from err
 
 
 def _duplicate(message_id: str, receipt: Receipt) -> Accepted:
