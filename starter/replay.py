@@ -17,6 +17,7 @@ See docs/deploys.md.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -25,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
@@ -45,6 +47,7 @@ DEFAULT_LIMIT = 20
 _SINCE = re.compile(r"^(\d+)([dhm])$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _CORE_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
+_LOCAL_ACTIVITY = re.compile(r"LocalActivity\((\d+)\)")
 
 
 def replayer() -> Replayer:
@@ -306,6 +309,10 @@ def _failure(group: str, history: WorkflowHistory, err: Exception) -> ReplayFail
     # The SDK wraps core's message in a Rust debug dump; the message inside is the useful part.
     core = _CORE_MESSAGE.search(str(err))
     error = core[1] if core else f"{type(err).__name__}: {err}"
+    local = _LOCAL_ACTIVITY.search(error)
+    activity_type = local and _local_activity_type(history, int(local[1]))
+    if activity_type:
+        error += f" (the history's local activity {local[1]} is {activity_type!r})"
     known = group in registry.names() or group == SEGMENT_ENTRY
     if not known:
         error += f" (no journey {group!r} in this code: removed or renamed while it still runs?)"
@@ -316,6 +323,24 @@ def _failure(group: str, history: WorkflowHistory, err: Exception) -> ReplayFail
         error=error,
         nondeterministic=isinstance(err, workflow.NondeterminismError),
     )
+
+
+def _local_activity_type(history: WorkflowHistory, seq: int) -> str | None:
+    """The activity type of the history's local activity `seq`: core's message names only the
+    number, and the marker's data says which write of the engine it was."""
+    for event in history.events:
+        if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+            continue
+        details = event.marker_recorded_event_attributes.details
+        if "data" not in details or not details["data"].payloads:
+            continue
+        try:
+            data = json.loads(details["data"].payloads[0].data)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("seq") == seq:
+            return str(data.get("activity_type"))
+    return None
 
 
 def _checked(name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -112,12 +113,25 @@ async def test_while_the_database_is_away_activities_wait_and_nothing_is_recorde
     await skipper.fast_forward(handle(sleeper), DAY)  # the tips come due with no database
 
     async def failing(user: str) -> bool:
-        """The journey's activity has failed on the database and waits to retry."""
+        """The journey's send has failed on the database and waits to retry."""
         pending = (await handle(user).describe()).raw_description.pending_activities
         return bool(pending) and pending[0].attempt >= 2
 
-    for user in (sleeper, mid, newcomer):
-        await eventually(lambda user=user: failing(user), f"{user}'s activity to fail", 30)
+    def entry_failing(user: str) -> bool:
+        """The entry (a local activity, run inside the worker, so not a pending activity) has
+        failed on the database at least twice: the worker logs each failed attempt."""
+        wid = repr(workflow_id("f_drip", user))
+        attempts = [
+            int(found[1])
+            for line in worker.log().splitlines()
+            if "Completing activity as failed" in line and "'enter_journey'" in line
+            and wid in line and (found := re.search(r"'attempt': (\d+)", line))
+        ]  # fmt: skip
+        return max(attempts, default=0) >= 2
+
+    for user in (sleeper, mid):
+        await eventually(lambda user=user: failing(user), f"{user}'s send to fail", 30)
+    await eventually(lambda: entry_failing(newcomer), f"{newcomer}'s entry to fail", 30)
     assert sent_to(mailbox, sleeper) == ["welcome"] and sent_to(mailbox, newcomer) == []
     database.accept()
 
