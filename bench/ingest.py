@@ -241,6 +241,11 @@ async def measure(stack: Stack, n: int, concurrency: int, client_kind: str) -> N
 
         store = Store(stack.database_url)
         earlier = len(store.runs("cart_recovery"))  # a --database-url kept from earlier runs
+
+        def entered_so_far() -> int:
+            """Journeys of this run the worker has entered (their entry recorded)."""
+            return len(store.runs("cart_recovery")) - earlier
+
         posted: dict[str, float] = {}
 
         async def signup(i: int) -> None:
@@ -291,9 +296,9 @@ async def measure(stack: Stack, n: int, concurrency: int, client_kind: str) -> N
         # How fast one worker enters the journeys the burst started (entry activity recorded).
         started = 200 + 2 * rounds * per_round + int(half * 15)
         drain_began = time.perf_counter()
-        entered_before = len(store.runs("cart_recovery")) - earlier
+        entered_before = entered_so_far()
         while time.perf_counter() - drain_began < 120:
-            entered = len(store.runs("cart_recovery")) - earlier
+            entered = entered_so_far()
             if entered >= started:
                 break
             await asyncio.sleep(1)
