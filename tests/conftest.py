@@ -26,6 +26,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkipper, WorkflowEnvironment
 
+from activities.holdout import assign_group
 from activities.sending import DeliveryPolicy, SendingActivities
 from activities.store import JourneyRun, OutboxMessage, Store
 from starter.api import create_app
@@ -93,9 +94,24 @@ class Stack:
     skipper: TimeSkipper
     _counter: list[int] = field(default_factory=lambda: [0])
 
-    def user(self, prefix: str = "user", *, email: bool = True, **traits: Any) -> str:
-        """A new user ID, with a profile (an email address and `traits`) unless told otherwise."""
-        user_id = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    def user(
+        self,
+        prefix: str = "user",
+        *,
+        email: bool = True,
+        treated_in: type[Journey] | None = None,
+        **traits: Any,
+    ) -> str:
+        """A new user ID, with a profile (an email address and `traits`) unless told otherwise.
+
+        `treated_in`: a journey with a holdout, whose sends the test counts: a user it holds
+        out (about one in seven at 15 %) would get none, so pick one in its treatment group."""
+        while True:
+            user_id = f"{prefix}-{uuid.uuid4().hex[:10]}"
+            if treated_in is None or (
+                assign_group(treated_in.name, user_id, treated_in.holdout) == "treatment"
+            ):
+                break
         if email or traits:
             self.store.upsert_profile(
                 user_id, email=f"{user_id}@example.test" if email else None, traits=traits

@@ -67,7 +67,7 @@ async def test_patched_code_takes_the_new_path_for_new_journeys_and_cannot_be_ro
 ):
     journey_code("tests.replay.tips_at_once_patched", "TipsAtOncePatched")
     stack = await stack_for(Onboarding)
-    user = stack.user("patched")
+    user = stack.user("patched", treated_in=Onboarding)
     await stack.track("Signed Up", user)
     state = await until_sleeping(stack, user)
     steps = [
