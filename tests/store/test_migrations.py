@@ -5,6 +5,8 @@ safely adopt."""
 from __future__ import annotations
 
 import re
+import sqlite3
+import threading
 import tomllib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -119,6 +121,31 @@ def test_processes_starting_together_migrate_once(empty):
             replica.dispose()
     assert migrations.current(empty.engine) == migrations.head()
     must_match_the_models(empty)
+
+
+def test_a_store_opening_a_sqlite_file_another_process_is_writing_waits_its_turn(tmp_path):
+    """A file still in rollback mode, with another connection's write under way (a second
+    process migrating it): switching it to WAL must wait for that write, as any statement
+    would, not fail at once with "database is locked"."""
+    path = tmp_path / "journeys.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE other_process (x)")
+    writer.execute("BEGIN IMMEDIATE")  # its write lock, in rollback mode
+    writer.execute("INSERT INTO other_process VALUES (1)")
+    holding = threading.Timer(0.5, lambda: writer.execute("COMMIT"))
+    holding.start()
+    store = Store(f"sqlite:///{path}")
+    try:
+        store.migrate()
+        holding.join()
+        assert migrations.current(store.engine) == migrations.head()
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("SELECT x FROM other_process").scalar() == 1
+    finally:
+        holding.cancel()
+        store.dispose()
+        writer.close()
 
 
 def test_the_db_command_upgrades_reports_and_checks(empty, monkeypatch, capsys):
