@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 
@@ -201,6 +201,20 @@ ALIAS_TRAITS = ("stripe_customer_id", "shopify_customer_id")
 
 
 @dataclass(frozen=True)
+class Incoming:
+    """One call to record: `Store.receive`'s arguments, for `Store.receive_many`."""
+
+    message_id: str
+    user_id: str
+    kind: str
+    at: datetime
+    event: str | None = None
+    properties: dict[str, Any] | None = None
+    traits: dict[str, Any] | None = None
+    routed: bool = False
+
+
+@dataclass(frozen=True)
 class Receipt:
     """What the store knew of a call when it arrived: new, or seen (and maybe routed) before."""
 
@@ -300,45 +314,75 @@ class Store:
         `routed`: the call has nothing to route (an identify, an event no journey wants), so it
         is done once this commits.
         """
-        at = _utc(at)
-        sql = _hot(self.engine.dialect.name)
-        receipt = {
-            "message_id": message_id,
-            "user_id": user_id,
-            "kind": kind,
-            "event": event,
-            "received_at": utcnow(),
-        }
-        if routed:
-            receipt |= {"routed_at": receipt["received_at"], "result": []}
+        incoming = Incoming(message_id, user_id, kind, at, event, properties, traits, routed)
         for _ in range(3):  # a concurrent first write of the same profile loses once, then merges
-            # Prebuilt Core statements, not the ORM: this runs once per event on the hot path.
             try:
                 with self.engine.begin() as conn:
-                    # RETURNING, not rowcount: SQLAlchemy keeps no INSERT's rowcount, and on
-                    # psycopg it read -1, so every duplicate looked new on PostgreSQL.
-                    if conn.execute(sql.receipt_insert, receipt).first() is None:
-                        seen = conn.execute(sql.receipt_seen, {"b_message_id": message_id}).first()
-                        routed = seen is not None and seen.routed_at is not None
-                        return Receipt(
-                            new=False, routed=routed, result=seen.result if seen else None
-                        )
-                    profile = self._merge_traits(conn, user_id, traits) if traits else None
-                    count = None
-                    if event is not None:
-                        summary = {
-                            "user_id": user_id,
-                            "event": event,
-                            "count": 1,
-                            "first_seen": at,
-                            "last_seen": at,
-                            "last_properties": properties or {},
-                        }
-                        count = conn.execute(sql.summary_upsert, summary).scalar()
-                    return Receipt(new=True, routed=routed, profile=profile, count=count)
+                    return self._record(conn, incoming, utcnow())
             except IntegrityError:  # a racing first insert of this profile won: merge again
                 continue
         raise RuntimeError(f"could not record message {message_id!r}")
+
+    def receive_many(self, calls: list[Incoming]) -> list[Receipt | Exception]:
+        """`receive` for several calls in one SQLite transaction (the API's group commit).
+
+        The transaction takes the write lock before it reads, so no other writer can race it
+        (no retries needed) and each call sees the ones before it. Should it fail for anything
+        but the database being unavailable, each call is recorded on its own instead, so a bad
+        call fails alone: its place in the answer holds its error.
+        """
+        if self.engine.dialect.name != "sqlite":
+            raise NotImplementedError("receive_many takes SQLite's single writer lock")
+        try:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                now = utcnow()
+                return [self._record(conn, incoming, now) for incoming in calls]
+        except OperationalError:  # locked past the busy timeout, disk gone: every call's error
+            raise
+        except Exception:  # one call's fault, or all: find out by taking them one by one
+            return [self._receive_alone(incoming) for incoming in calls]
+
+    def _receive_alone(self, incoming: Incoming) -> Receipt | Exception:
+        try:
+            return self.receive(**asdict(incoming))
+        except Exception as err:  # the answer for this call only
+            return err
+
+    def _record(self, conn: Connection, incoming: Incoming, now: datetime) -> Receipt:
+        """One call's receipt, traits and summary inside the caller's transaction."""
+        # Prebuilt Core statements, not the ORM: this runs once per event on the hot path.
+        sql = _hot(conn.dialect.name)
+        receipt = {
+            "message_id": incoming.message_id,
+            "user_id": incoming.user_id,
+            "kind": incoming.kind,
+            "event": incoming.event,
+            "received_at": now,
+        }
+        if incoming.routed:
+            receipt |= {"routed_at": now, "result": []}
+        # RETURNING, not rowcount: SQLAlchemy keeps no INSERT's rowcount, and on psycopg it
+        # read -1, so every duplicate looked new on PostgreSQL.
+        if conn.execute(sql.receipt_insert, receipt).first() is None:
+            seen = conn.execute(sql.receipt_seen, {"b_message_id": incoming.message_id}).first()
+            routed = seen is not None and seen.routed_at is not None
+            return Receipt(new=False, routed=routed, result=seen.result if seen else None)
+        traits = incoming.traits
+        profile = self._merge_traits(conn, incoming.user_id, traits) if traits else None
+        count = None
+        if incoming.event is not None:
+            at = _utc(incoming.at)
+            summary = {
+                "user_id": incoming.user_id,
+                "event": incoming.event,
+                "count": 1,
+                "first_seen": at,
+                "last_seen": at,
+                "last_properties": incoming.properties or {},
+            }
+            count = conn.execute(sql.summary_upsert, summary).scalar()
+        return Receipt(new=True, routed=incoming.routed, profile=profile, count=count)
 
     def mark_routed(self, message_id: str, result: list[dict[str, Any]]) -> None:
         """Temporal accepted everything this call caused: later duplicates answer with `result`."""

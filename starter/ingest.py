@@ -2,7 +2,8 @@
 
 The order is what makes an acknowledgement mean something:
 1. the receipt, profile traits and event summary are written in one transaction, keyed by
-   messageId (so a retried or replayed call, on any API replica, has one effect);
+   messageId (so a retried or replayed call, on any API replica, has one effect); on SQLite
+   concurrent calls share that transaction (starter/group_commit);
 2. the event is routed: Temporal accepts every start and signal, or the call fails;
 3. the receipt is marked routed (concurrent calls share that transaction: starter/group_commit),
    and only then does the sender get a 2xx.
@@ -26,7 +27,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from activities.store import Receipt, Store
+from activities.store import Incoming, Receipt, Store
 from starter.backpressure import Admission
 from starter.calls import IdentifyCall, TrackCall
 from starter.group_commit import GroupCommit
@@ -85,7 +86,10 @@ class Ingestor:
             if store.one_writer
             else None
         )
-        self._routed = GroupCommit(store.mark_routed_many, executor=self._writer)
+        self._received = (
+            GroupCommit(store.receive_many, executor=self._writer) if store.one_writer else None
+        )
+        self._routed = GroupCommit(self._mark_routed, executor=self._writer)
 
     async def track(self, call: TrackCall) -> Accepted:
         """Record a track call (and its context traits) and route its event."""
@@ -176,9 +180,17 @@ class Ingestor:
         return accepted
 
     async def _receive(self, **fields: Any) -> Receipt:
-        receipt = await self._db(self.store.receive, **fields)
+        if self._received is None:  # PostgreSQL: calls write side by side, each on its own
+            receipt = await self._db(self.store.receive, **fields)
+        else:  # SQLite: one writer, so concurrent calls share its transaction
+            with _database_unavailable():
+                receipt = await self._received.submit(Incoming(**fields))
         await self._maybe_prune()
         return receipt
+
+    def _mark_routed(self, marks: list[tuple[str, list[dict[str, Any]]]]) -> list[None]:
+        self.store.mark_routed_many(marks)
+        return [None] * len(marks)
 
     async def _maybe_prune(self) -> None:
         """Forget old receipts now and then (hourly per replica) so the table stays small."""

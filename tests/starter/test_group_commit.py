@@ -21,12 +21,14 @@ class Log:
         self.entered = threading.Event()
         """Set once a write has begun (and is held at the gate if it is closed)."""
 
-    def write(self, items: list[int]) -> None:
+    def write(self, items: list[int]) -> list[int | Exception]:
+        """Each item's result is its square; a negative item is refused on its own."""
         self.entered.set()
         self.gate.wait(5)
         if self.fail & set(items):
             raise OSError("disk gone")
         self.batches.append(list(items))
+        return [ValueError(f"no {i}") if i < 0 else i * i for i in items]
 
     @property
     def written(self) -> list[int]:
@@ -87,3 +89,12 @@ async def test_batches_are_bounded():
     await asyncio.gather(*(group.submit(i) for i in range(30)))
     assert sorted(log.written) == list(range(30))
     assert max(len(batch) for batch in log.batches) <= 8
+
+
+async def test_each_caller_gets_its_own_result_and_a_refused_item_fails_alone():
+    log = Log()
+    group = GroupCommit(log.write)
+    outcomes = await asyncio.gather(*(group.submit(i) for i in (2, -1, 3)), return_exceptions=True)
+    assert outcomes[0] == 4 and outcomes[2] == 9
+    assert isinstance(outcomes[1], ValueError) and str(outcomes[1]) == "no -1"
+    assert len(log.batches) == 1  # one write for the three

@@ -1,0 +1,60 @@
+"""Calls recorded together (the API's group commit on SQLite) answer as they would one by one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from activities.store import Incoming, Receipt, Store
+
+T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+def track(message_id: str, user: str = "u-1", **fields: Any) -> Incoming:
+    return Incoming(message_id, user, "track", fields.pop("at", T0), "Product Added", **fields)
+
+
+def test_calls_recorded_together_answer_as_they_would_one_by_one(store: Store):
+    store.receive(message_id="m-0", user_id="u-1", kind="track", at=T0, event="Product Added")
+    store.mark_routed("m-0", [{"journey": "cart", "action": "triggered"}])
+    receipts = store.receive_many(
+        [
+            track("m-0"),  # taken and routed before
+            track("m-1", traits={"plan": "free"}, properties={"sku": "a"}),
+            track("m-2", traits={"name": "Ada"}, at=T0 + timedelta(minutes=1)),
+            track("m-1"),  # the same call twice in one batch
+            Incoming(
+                "m-3", "u-2", "identify", T0, traits={"email": "bo@example.test"}, routed=True
+            ),
+        ]
+    )
+    assert all(isinstance(r, Receipt) for r in receipts)
+    old, first, second, again, identify = receipts
+    assert (old.new, old.routed, old.result) == (
+        False,
+        True,
+        [{"journey": "cart", "action": "triggered"}],
+    )
+    assert (first.new, first.count, second.new, second.count) == (True, 2, True, 3)
+    assert second.profile.traits == {"plan": "free", "name": "Ada"}  # sees the call before it
+    assert (again.new, again.routed) == (False, False)
+    assert identify.new and identify.profile.email == "bo@example.test"
+    summary = store.event_summary("u-1", "Product Added")
+    assert (summary.count, summary.last_seen) == (3, T0 + timedelta(minutes=1))
+    assert store.get_profile("u-2").email == "bo@example.test"
+    assert not store.receive(message_id="m-3", user_id="u-2", kind="identify", at=T0).new
+
+
+def test_a_call_that_cannot_be_stored_fails_alone_and_the_rest_are_recorded(store: Store):
+    receipts = store.receive_many(
+        [
+            track("m-1"),
+            track("m-bad", properties={"not json": {1, 2}}),  # a set: no JSON for it
+            track("m-2"),
+        ]
+    )
+    assert isinstance(receipts[1], Exception)
+    assert [r.count for r in (receipts[0], receipts[2])] == [1, 2]
+    assert store.event_summary("u-1", "Product Added").count == 2  # the bad call left no trace
+    retried = store.receive(message_id="m-bad", user_id="u-1", kind="track", at=T0, event="x")
+    assert retried.new
