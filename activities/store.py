@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -314,14 +314,18 @@ class Store:
         `routed`: the call has nothing to route (an identify, an event no journey wants), so it
         is done once this commits.
         """
-        incoming = Incoming(message_id, user_id, kind, at, event, properties, traits, routed)
+        return self._receive_one(
+            Incoming(message_id, user_id, kind, at, event, properties, traits, routed)
+        )
+
+    def _receive_one(self, incoming: Incoming) -> Receipt:
         for _ in range(3):  # a concurrent first write of the same profile loses once, then merges
             try:
                 with self.engine.begin() as conn:
                     return self._record(conn, incoming, utcnow())
             except IntegrityError:  # a racing first insert of this profile won: merge again
                 continue
-        raise RuntimeError(f"could not record message {message_id!r}")
+        raise RuntimeError(f"could not record message {incoming.message_id!r}")
 
     def receive_many(self, calls: list[Incoming]) -> list[Receipt | Exception]:
         """`receive` for several calls in one SQLite transaction (the API's group commit).
@@ -345,7 +349,7 @@ class Store:
 
     def _receive_alone(self, incoming: Incoming) -> Receipt | Exception:
         try:
-            return self.receive(**asdict(incoming))
+            return self._receive_one(incoming)
         except Exception as err:  # the answer for this call only
             return err
 
