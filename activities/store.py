@@ -335,7 +335,7 @@ class Store:
         but the database being unavailable, each call is recorded on its own instead, so a bad
         call fails alone: its place in the answer holds its error.
         """
-        if self.engine.dialect.name != "sqlite":
+        if not self.one_writer:
             raise NotImplementedError("receive_many takes SQLite's single writer lock")
         try:
             with self.engine.begin() as conn:
