@@ -272,23 +272,30 @@ async def measure(stack: Stack, n: int, concurrency: int, client_kind: str) -> N
         await closed_loop(100, 10, lambda i: api(i, "warm"))
 
         # Alternate rounds, so both paths meet the same background (the worker entering the
-        # journeys earlier rounds started competes for the same two cores).
+        # journeys earlier rounds started competes for the same two cores), in the order raw,
+        # API, API, raw, ...: a background that grows steadily then favours neither.
         raw_lat, api_lat, raw_time, api_time = [], [], 0.0, 0.0
         raw_cpu, api_cpu = CpuMeter(stack), CpuMeter(stack)
         rounds, per_round = 4, n // 4
-        for r in range(rounds):
+
+        async def raw_round(r: int) -> None:
+            nonlocal raw_lat, raw_time
             began = time.perf_counter()
             with raw_cpu:
-                raw_lat += (
-                    await closed_loop(per_round, concurrency, lambda i, r=r: raw(r * n + i))
-                )[1]
+                raw_lat += (await closed_loop(per_round, concurrency, lambda i: raw(r * n + i)))[1]
             raw_time += time.perf_counter() - began
+
+        async def api_round(r: int) -> None:
+            nonlocal api_lat, api_time
             began = time.perf_counter()
             with api_cpu:
-                api_lat += (
-                    await closed_loop(per_round, concurrency, lambda i, r=r: api(r * n + i))
-                )[1]
+                api_lat += (await closed_loop(per_round, concurrency, lambda i: api(r * n + i)))[1]
             api_time += time.perf_counter() - began
+
+        for r in range(rounds):
+            first, second = (raw_round, api_round) if r % 2 == 0 else (api_round, raw_round)
+            await first(r)
+            await second(r)
         raw_rate, api_rate = rounds * per_round / raw_time, rounds * per_round / api_time
         half = api_rate / 2
         half_lat = await open_loop(half, 15, lambda i: api(i, "half"))
