@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from activities import store as store_module
 from activities.store import Incoming, Receipt, Store
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -58,3 +66,50 @@ def test_a_call_that_cannot_be_stored_fails_alone_and_the_rest_are_recorded(stor
     assert store.event_summary("u-1", "Product Added").count == 2  # the bad call left no trace
     retried = store.receive(message_id="m-bad", user_id="u-1", kind="track", at=T0, event="x")
     assert retried.new
+
+
+@contextmanager
+def write_locked(store: Store, release_after: float) -> Iterator[None]:
+    """Another connection (a worker, say) holds the file's write lock, for `release_after` s."""
+    other = sqlite3.connect(
+        store.engine.url.database, isolation_level=None, check_same_thread=False
+    )
+    other.execute("BEGIN IMMEDIATE")
+    timer = threading.Timer(release_after, other.commit)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.join()
+        other.close()
+
+
+def busy_timeout(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one())
+
+
+@pytest.mark.parametrize("write", ["receive", "mark"])
+def test_a_write_behind_another_writer_waits_for_the_lock_and_then_lands(store: Store, write):
+    store.receive_many([track("m-1")])
+    with write_locked(store, release_after=0.3):
+        if write == "receive":
+            [receipt] = store.receive_many([track("m-2")])
+            assert isinstance(receipt, Receipt) and receipt.count == 2
+        else:
+            store.mark_routed_many([("m-1", [{"journey": "cart", "action": "triggered"}])])
+    [again] = store.receive_many([track("m-1")])
+    assert isinstance(again, Receipt) and (again.new, again.routed) == (False, write == "mark")
+    # The connection polled for the lock, then got SQLite's own busy timeout back.
+    assert busy_timeout(store) == store_module.SQLITE_BUSY_TIMEOUT * 1000
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_the_database_error(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+):
+    # Our deadline, not SQLite's busy handler (30 s), decides: the lock frees only after it.
+    monkeypatch.setattr(store_module, "SQLITE_BUSY_TIMEOUT", 0.2)
+    with write_locked(store, release_after=1.0), pytest.raises(OperationalError, match="locked"):
+        store.receive_many([track("m-1")])
+    assert store.event_summary("u-1", "Product Added") is None
+    assert busy_timeout(store) == 200
