@@ -771,6 +771,7 @@ def _engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         _use_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")  # the busy timeout: connect's `timeout`
+        cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_SIZE}")
         cursor.close()
 
     return engine
@@ -778,6 +779,15 @@ def _engine(url: str) -> Engine:
 
 SQLITE_BUSY_TIMEOUT = 30
 """Seconds a SQLite connection waits for another's lock before "database is locked"."""
+
+SQLITE_MMAP_SIZE = 256 * 1024 * 1024
+"""Bytes of the file each SQLite connection reads through memory mapping instead of read().
+
+The API and the worker write the same file, and each commit of one makes the other drop its
+whole page cache, so every transaction reads its pages again. Mapped, those reads are memory
+reads, not system calls and copies: receiving an event took 15 % less CPU with the worker
+writing alongside. The map is address space, not memory; a larger file is mapped in part.
+"""
 
 
 def _use_wal(cursor: sqlite3.Cursor) -> None:

@@ -113,3 +113,22 @@ def test_a_write_lock_held_past_the_busy_timeout_is_the_database_error(
         store.receive_many([track("m-1")])
     assert store.event_summary("u-1", "Product Added") is None
     assert busy_timeout(store) == 200
+
+
+def test_connections_read_the_file_mapped_and_still_see_each_others_writes(tmp_path):
+    # Two stores on one file: the API and the worker, each with its own warm connection.
+    url = f"sqlite:///{tmp_path / 'journeys.db'}"
+    api, worker = Store(url), Store(url)
+    try:
+        api.migrate()
+        api.receive_many([track("m-1")])
+        worker.receive_many([track("m-2")])  # written while the API's connection has its map
+        [again] = api.receive_many([track("m-2")])
+        assert isinstance(again, Receipt) and not again.new
+        assert api.event_summary("u-1", "Product Added").count == 2
+        with api.engine.connect() as conn:
+            mapped = conn.exec_driver_sql("PRAGMA mmap_size").scalar_one()
+        assert mapped == store_module.SQLITE_MMAP_SIZE
+    finally:
+        api.dispose()
+        worker.dispose()
