@@ -27,7 +27,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from activities.store import Incoming, Receipt, Store
+from activities.store import Incoming, Receipt, Store, WouldWait
 from starter.backpressure import Admission
 from starter.calls import IdentifyCall, TrackCall
 from starter.group_commit import GroupCommit
@@ -37,6 +37,7 @@ log = logging.getLogger("journeys.ingest")
 
 P = ParamSpec("P")
 T = TypeVar("T")
+R = TypeVar("R")
 
 DEDUPE_WINDOW = timedelta(days=7)
 """How long a messageId is remembered (Segment dedupes over about 24 hours)."""
@@ -87,9 +88,21 @@ class Ingestor:
             else None
         )
         self._received = (
-            GroupCommit(store.receive_many, executor=self._writer) if store.one_writer else None
+            GroupCommit(
+                store.receive_many,
+                executor=self._writer,
+                at_once=_unless_waiting(functools.partial(store.receive_many, wait=False)),
+            )
+            if store.one_writer
+            else None
         )
-        self._routed = GroupCommit(self._mark_routed, executor=self._writer)
+        self._routed = GroupCommit(
+            self._mark_routed,
+            executor=self._writer,
+            at_once=_unless_waiting(functools.partial(self._mark_routed, wait=False))
+            if store.one_writer
+            else None,
+        )
 
     async def track(self, call: TrackCall) -> Accepted:
         """Record a track call (and its context traits) and route its event."""
@@ -188,8 +201,10 @@ class Ingestor:
         await self._maybe_prune()
         return receipt
 
-    def _mark_routed(self, marks: list[tuple[str, list[dict[str, Any]]]]) -> list[None]:
-        self.store.mark_routed_many(marks)
+    def _mark_routed(
+        self, marks: list[tuple[str, list[dict[str, Any]]]], *, wait: bool = True
+    ) -> list[None]:
+        self.store.mark_routed_many(marks, wait=wait)
         return [None] * len(marks)
 
     async def _maybe_prune(self) -> None:
@@ -212,6 +227,18 @@ class Ingestor:
         call = functools.partial(function, *args, **kwargs)
         with _database_unavailable():
             return await asyncio.get_running_loop().run_in_executor(self._writer, call)
+
+
+def _unless_waiting(write: Callable[[list[T]], list[R]]) -> Callable[[list[T]], list[R] | None]:
+    """`write` for GroupCommit's `at_once`: None where the store would have had to wait."""
+
+    def at_once(items: list[T]) -> list[R] | None:
+        try:
+            return write(items)
+        except WouldWait:
+            return None
+
+    return at_once
 
 
 @contextmanager

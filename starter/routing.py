@@ -16,7 +16,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.store import ProfileRow, Store
+from activities.store import ProfileRow, ProfileView, Store
 from workflows.engine import JourneyWorkflow
 from workflows.identity import start_attributes, workflow_id
 from workflows.journey import Journey
@@ -56,7 +56,10 @@ class Router:
         return event_name in self._by_event
 
     async def route(
-        self, event: Event, profile: ProfileRow | None = None, count: int | None = None
+        self,
+        event: Event,
+        profile: ProfileRow | ProfileView | None = None,
+        count: int | None = None,
     ) -> list[Delivery]:
         """Deliver `event` to every journey it concerns; raises if Temporal refuses any call.
 

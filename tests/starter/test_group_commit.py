@@ -98,3 +98,28 @@ async def test_each_caller_gets_its_own_result_and_a_refused_item_fails_alone():
     assert outcomes[0] == 4 and outcomes[2] == 9
     assert isinstance(outcomes[1], ValueError) and str(outcomes[1]) == "no -1"
     assert len(log.batches) == 1  # one write for the three
+
+
+async def test_a_write_done_at_once_on_the_loop_needs_no_thread_and_one_refused_gets_one():
+    log = Log()
+    threads: list[str] = []
+    refused: list[list[int]] = []
+
+    def write(items: list[int]) -> list[int | Exception]:
+        threads.append(threading.current_thread().name)
+        return log.write(items)
+
+    def at_once(items: list[int]) -> list[int | Exception] | None:
+        if 7 in items:  # as if another writer held the lock: nothing written, hand it over
+            refused.append(list(items))
+            return None
+        return write(items)
+
+    group = GroupCommit(write, at_once=at_once)
+    loop_thread = threading.current_thread().name
+    assert await group.submit(3) == 9
+    assert threads == [loop_thread]  # done on the loop's own thread
+    assert await group.submit(7) == 49
+    assert refused == [[7]]
+    assert len(threads) == 2 and threads[1] != loop_thread  # handed to a thread, written there
+    assert log.written == [3, 7]

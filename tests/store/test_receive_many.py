@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from activities import store as store_module
-from activities.store import Incoming, Receipt, Store
+from activities.store import Incoming, Receipt, Store, WouldWait
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -132,3 +132,37 @@ def test_connections_read_the_file_mapped_and_still_see_each_others_writes(tmp_p
     finally:
         api.dispose()
         worker.dispose()
+
+
+@pytest.mark.parametrize("write", ["receive", "mark"])
+def test_a_write_that_may_not_wait_is_refused_whole_while_another_writer_holds_the_lock(
+    store: Store, write
+):
+    # The API tries its writes on the event loop's thread (wait=False) and hands them to its
+    # writer thread only when refused: a refused write must have done nothing.
+    store.receive_many([track("m-1")])
+    mark = [("m-1", [{"journey": "cart", "action": "triggered"}])]
+    with write_locked(store, release_after=0.3), pytest.raises(WouldWait):
+        if write == "receive":
+            store.receive_many([track("m-2"), track("m-3")], wait=False)
+        else:
+            store.mark_routed_many(mark, wait=False)
+    [again] = store.receive_many([track("m-1")])
+    assert isinstance(again, Receipt) and not again.routed
+    assert store.event_summary("u-1", "Product Added").count == 1  # m-2 and m-3: no trace
+    # The lock free, the same write goes through at once, on the same terms.
+    store.mark_routed_many(mark, wait=False)
+    [_, m3] = store.receive_many([track("m-2"), track("m-3")], wait=False)
+    assert isinstance(m3, Receipt) and (m3.new, m3.count) == (True, 3)
+    [again] = store.receive_many([track("m-1")], wait=False)
+    assert isinstance(again, Receipt) and again.routed
+    assert busy_timeout(store) == store_module.SQLITE_BUSY_TIMEOUT * 1000
+
+
+def test_calls_that_must_be_taken_one_by_one_are_left_to_a_write_that_may_wait(store: Store):
+    bad = track("m-bad", properties={"not json": {1, 2}})
+    with pytest.raises(WouldWait):
+        store.receive_many([track("m-1"), bad], wait=False)
+    assert store.event_summary("u-1", "Product Added") is None  # nothing of the group kept
+    first, failed = store.receive_many([track("m-1"), bad])  # the writer thread's turn
+    assert isinstance(first, Receipt) and isinstance(failed, Exception)
