@@ -81,7 +81,9 @@ class Ingestor:
         self.admission = admission
         self.on_taken = on_taken
         self._pruned_at: datetime | None = None
-        # Every call writes; on SQLite the writes take turns on one thread and one warm connection.
+        # Every call writes. On SQLite a write is done on the event loop when the write lock is
+        # free at once (a thread hand-off costs more than the write), else on one writer thread
+        # that waits for the lock, so writes still take turns and the loop never waits.
         self._writer = (
             ThreadPoolExecutor(1, thread_name_prefix="journeys-db-writer")
             if store.one_writer
