@@ -89,6 +89,7 @@ def create_worker(
         workflows=list(WORKFLOWS),
         activities=[
             entry.enter_journey,
+            entry.read_profile,
             recording.record_step,
             recording.record_outcome,
             sending.send_message,
@@ -181,7 +182,7 @@ def sending_from(settings: Settings, store: Store) -> SendingActivities:
     if settings.webhook_url:
         webhook = create_provider(provider_config(settings, "webhook"))
     return SendingActivities(
-        store, Renderer(settings.templates_dir), provider, delivery_policy(settings), webhook
+        store, Renderer(settings.template_folders()), provider, delivery_policy(settings), webhook
     )
 
 
@@ -200,6 +201,10 @@ def provider_config(settings: Settings, provider: str) -> Any:
         smtp_tls=settings.smtp_tls,
         webhook_url=settings.webhook_url,
         webhook_secret=settings.webhook_secret,
+        activecampaign_account_id=settings.activecampaign_account_id,
+        activecampaign_event_key=settings.activecampaign_event_key,
+        activecampaign_tracking_url=settings.activecampaign_tracking_url,
+        activecampaign_fields=settings.activecampaign_fields,
     )
 
 

@@ -33,13 +33,32 @@ class EntryActivities:
                 group=assign_group(request.journey, request.user_id, request.holdout),
                 entered_at=request.entered_at,
                 entry_event=request.event.name if request.event else None,
-            )
+            ),
+            reentry=request.reentry,
         )
+        if entered.refused is not None:
+            return Entry(
+                group=None,
+                profile=Profile(user_id=request.user_id),
+                refused=entered.refused.reason,
+            )
         if entered.new:
             count_entry(request.journey, entered.group)  # once per run: a retry finds the row
-        traits = {k: v for k, v in entered.traits.items() if k not in CONTACT_TRAITS}
         return Entry(
             group=entered.group,  # type: ignore[arg-type]
-            profile=Profile(user_id=request.user_id, traits=traits),
+            profile=_profile(request.user_id, entered.traits),
             last_message_at=entered.last_message_at,
         )
+
+    @activity.defn(name="read_profile")
+    def read_profile(self, user_id: str) -> Profile:
+        """The user's traits as they are now, for `suppress()` before a send (a flag set since
+        entry counts); contact details stay out of the history, as at entry."""
+        row = self.store.get_profile(user_id)
+        return _profile(user_id, row.traits if row is not None else {})
+
+
+def _profile(user_id: str, traits: dict[str, object]) -> Profile:
+    return Profile(
+        user_id=user_id, traits={k: v for k, v in traits.items() if k not in CONTACT_TRAITS}
+    )

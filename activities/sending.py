@@ -1,9 +1,12 @@
 """Sending one journey step's message: checked, rendered, delivered once, recorded.
 
 Before every send, in order: the journey's kill switch ("paused"), an address ("no_address"),
-consent ("unsubscribed", "no_consent"), quiet hours (answered "deferred": the journey waits on
-a durable timer and asks again), the frequency cap across all journeys ("frequency_cap"), and
-the templates ("template_error"). Each skip is recorded with its reason.
+an email address that is exactly one mailbox ("invalid_address": a profile written before the
+API checked addresses, or by another writer, may hold "v@x.com, a@evil.com", which a provider
+would read as two recipients), consent ("unsubscribed", "no_consent"), quiet hours (answered
+"deferred": the journey waits on a durable timer and asks again), the frequency cap across all
+journeys ("frequency_cap"), and the templates ("template_error"). Each skip is recorded with
+its reason.
 
 Exactly once in effect: the message log row (unique per journey run and step) is claimed as
 "sending" before the provider is called and set to "sent" after. A retry that finds "sent"
@@ -26,6 +29,7 @@ from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.addresses import email_address
 from activities.metrics import count_send
 from activities.store import JourneyRun, JourneyStepRow, OutboxMessage, ProfileRow, Store
 from activities.suppression import QuietHours, opted_out
@@ -100,8 +104,13 @@ class SendingActivities:
         recipient = self._recipient(request, profile)
         if recipient is None:
             return self._skip(request, "no_address")
+        if request.channel == "email" and email_address(recipient) is None:
+            log.warning("not sent: the profile's email is not one address (%s)", request.template)
+            return self._skip(request, "invalid_address")
         if request.marketing and request.channel == "email":
-            reason = opted_out(traits)
+            reason = opted_out(
+                traits, profile is not None and profile.email_unsubscribed_at is not None
+            )
             if reason:
                 return self._skip(request, reason)
             quiet = self.policy.quiet_hours
@@ -313,7 +322,7 @@ class SendingActivities:
             user["email"] = profile.email
         return {
             **self.policy.company,
-            **request.context,
+            **self.with_catalog(request),
             "user": user,
             "event": request.event,
             "journey": request.journey,
@@ -322,6 +331,48 @@ class SendingActivities:
                 self.policy.public_url, self.policy.secret_key, request.user_id, request.journey
             ),
         }
+
+    def with_catalog(self, request: SendRequest) -> dict[str, Any]:
+        """The journey's values, with each product in `items` (and `product`) completed from
+        the shop's catalog (name, url, image, rating, reviews where the event had none) and
+        `recent_buyers`: other users who bought it in the last RECENT_BUYERS_WINDOW, from the
+        Order Completed events we store. The cart's own price, quantity and variant stay."""
+        context = dict(request.context)
+        items = context.get("items")
+        lines = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+        single = context.get("product") if isinstance(context.get("product"), dict) else None
+        ids = [str(p["product_id"]) for p in [*lines, single or {}] if p.get("product_id")]
+        context.setdefault("catalog", {})
+        if not ids:
+            return context
+        catalog = self.store.products(ids)
+        buyers = self.store.recent_buyers(ids, request.at - RECENT_BUYERS_WINDOW, request.user_id)
+
+        def complete(line: dict[str, Any]) -> dict[str, Any]:
+            product_id = str(line.get("product_id") or "")
+            known = catalog.get(product_id)
+            filled = dict(line)
+            if known is not None:
+                for key, value in known.model_dump(exclude={"product_id", "updated_at"}).items():
+                    if value not in (None, [], "") and filled.get(key) in (None, "", []):
+                        filled[key] = value
+            if buyers.get(product_id):
+                filled["recent_buyers"] = buyers[product_id]
+            return filled
+
+        if lines:
+            context["items"] = [complete(line) for line in lines]
+        if single is not None:
+            context["product"] = complete(single)
+        context["catalog"] = {
+            product_id: known.model_dump(exclude={"updated_at"})
+            for product_id, known in catalog.items()
+        }
+        return context
+
+
+RECENT_BUYERS_WINDOW = timedelta(days=7)
+"""Seed 003's "number of other customers who bought it recently": the last 7 days."""
 
 
 def _step(request: SendRequest, status: str, detail: str | None) -> JourneyStepRow:

@@ -14,7 +14,7 @@ from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import SingletonThreadPool
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
+from activities.suppression import opts_out
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -51,6 +53,11 @@ class ProfileRow(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=320)
     traits: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow)
+    email_unsubscribed_at: datetime | None = None
+    """Set by the unsubscribe link (or an opt-out trait, or the subscription API): apart from
+    traits, so no identify can clear it; only PUT /v1/users/{id}/subscription does."""
+    email_unsubscribed_from: str | None = Field(default=None, max_length=255)
+    """The journey whose link was used, or "identify", "api"."""
 
 
 class JourneyRun(SQLModel, table=True):
@@ -75,6 +82,25 @@ class JourneyRun(SQLModel, table=True):
     outcome_at: datetime | None = None
     goal_at: datetime | None = None
     revenue: float | None = None
+
+
+class JourneyRefusal(SQLModel, table=True):
+    """A trigger that would have entered the user but came inside the journey's re-entry window.
+
+    No run, no group: the user is in neither arm. Kept so the report can count refusals and a
+    user's history can say why a trigger started nothing. One row per refused workflow run."""
+
+    __tablename__ = "journey_refusals"
+
+    run_id: str = Field(primary_key=True, max_length=64)
+    workflow_id: str = Field(max_length=255)
+    journey: str = Field(index=True, max_length=64)
+    user_id: str = Field(index=True, max_length=255)
+    at: datetime = Field(index=True)
+    reason: str = Field(max_length=255)
+    entry_event: str | None = Field(default=None, max_length=255)
+    last_entered_at: datetime | None = None
+    """The entry whose re-entry window refused this one."""
 
 
 class JourneyStepRow(SQLModel, table=True):
@@ -203,6 +229,43 @@ ALIAS_TRAITS = ("stripe_customer_id", "shopify_customer_id")
 """Traits that, set by identify, let a source's webhook find the user by that system's ID."""
 
 
+class CatalogProduct(SQLModel, table=True):
+    """A product as the shop describes it (PUT /v1/catalog/products, Shopify products/update):
+    what a cart email can say beyond what the cart event carried."""
+
+    __tablename__ = "catalog_products"
+
+    product_id: str = Field(primary_key=True, max_length=255)
+    name: str | None = Field(default=None, max_length=500)
+    url: str | None = Field(default=None, max_length=2000)
+    image_url: str | None = Field(default=None, max_length=2000)
+    price: float | None = None
+    currency: str | None = Field(default=None, max_length=8)
+    rating: float | None = None
+    review_count: int | None = None
+    reviews: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Purchase(SQLModel, table=True):
+    """One product in one Order Completed: who bought what when, for "N customers bought this
+    recently". Keyed by the order's message ID, so a replayed order counts once."""
+
+    __tablename__ = "purchases"
+    __table_args__ = (Index("ix_purchases_product_at", "product_id", "at"),)
+
+    message_id: str = Field(primary_key=True, max_length=255)
+    product_id: str = Field(primary_key=True, max_length=255)
+    user_id: str = Field(max_length=255)
+    at: datetime
+
+
+PURCHASE_EVENT = "Order Completed"
+"""The event whose `products[]` are recorded as purchases (Segment's e-commerce spec)."""
+
+
 class WouldWait(Exception):
     """A write asked not to wait (`wait=False`) would have had to: nothing of it was done.
 
@@ -222,6 +285,9 @@ class Incoming:
     properties: dict[str, Any] | None = None
     traits: dict[str, Any] | None = None
     routed: bool = False
+    open_runs_of: frozenset[str] = frozenset()
+    """Journeys whose open runs this event may reach whatever its name (an `ANY_EVENT` goal):
+    the receipt says which of them the user has open, and is left unrouted if any."""
 
 
 @dataclass(frozen=True)
@@ -245,6 +311,8 @@ class Receipt:
     """The user's profile as this call left it (so routing need not read it again)."""
     count: int | None = None
     """How many events of this name the user has sent, this one included (for `nth`)."""
+    open_runs: tuple[tuple[str, str | None], ...] = ()
+    """(journey, entry event) of the user's open runs among `Incoming.open_runs_of`."""
 
 
 @dataclass
@@ -253,9 +321,11 @@ class Entered:
 
     new: bool
     """False when an earlier attempt recorded it (a retried activity)."""
-    group: str
+    group: str | None
     traits: dict[str, Any]
     last_message_at: datetime | None
+    refused: JourneyRefusal | None = None
+    """Set when the entry came inside the re-entry window of the user's last entry: no run."""
 
 
 class Store:
@@ -319,6 +389,34 @@ class Store:
             found = _first(_run(conn, _hot(conn.dialect.name).profile_read, {"b_user_id": user_id}))
         return ProfileRow(**found._asdict()) if found is not None else None
 
+    def set_subscription(self, user_id: str, subscribed: bool, source: str) -> None:
+        """Unsubscribe the user from marketing email (`source`: the journey whose link was
+        used, or "api"), or subscribe them again: the one way back, an explicit call."""
+        now = utcnow()
+        values = {
+            "email_unsubscribed_at": None if subscribed else now,
+            "email_unsubscribed_from": None if subscribed else source[:255],
+        }
+        profiles = ProfileRow.__table__  # type: ignore[attr-defined]
+        for _ in range(2):  # a concurrent first insert loses the race once, then updates
+            try:
+                with self.engine.begin() as conn:
+                    found = conn.execute(
+                        update(profiles)
+                        .where(profiles.c.user_id == user_id)
+                        .values(**values, updated_at=now)
+                    )
+                    if not found.rowcount:
+                        conn.execute(
+                            profiles.insert().values(
+                                user_id=user_id, traits={}, updated_at=now, **values
+                            )
+                        )
+                return
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"could not set the subscription of {user_id!r}")
+
     def upsert_profile(
         self, user_id: str, *, email: str | None = None, traits: dict[str, Any] | None = None
     ) -> ProfileRow:
@@ -345,15 +443,16 @@ class Store:
         properties: dict[str, Any] | None = None,
         traits: dict[str, Any] | None = None,
         routed: bool = False,
+        open_runs_of: frozenset[str] = frozenset(),
     ) -> Receipt:
         """Record an incoming call once: receipt, profile traits and event summary together.
 
         A message ID already received changes nothing and returns the earlier receipt.
         `routed`: the call has nothing to route (an identify, an event no journey wants), so it
-        is done once this commits.
+        is done once this commits, unless the user has an open run of `open_runs_of`.
         """
         return self._receive_one(
-            Incoming(message_id, user_id, kind, at, event, properties, traits, routed)
+            Incoming(message_id, user_id, kind, at, event, properties, traits, routed, open_runs_of)
         )
 
     def _receive_one(self, incoming: Incoming) -> Receipt:
@@ -407,14 +506,26 @@ class Store:
             "event": incoming.event,
             "received_at": now,
         }
-        if incoming.routed:
+        open_runs: tuple[tuple[str, str | None], ...] = ()
+        if incoming.event is not None and incoming.open_runs_of:
+            rows = _run(conn, sql.open_runs, {"b_user_id": incoming.user_id})
+            open_runs = tuple(
+                (journey, entry) for journey, entry in rows if journey in incoming.open_runs_of
+            )
+        routed = incoming.routed and not open_runs
+        if routed:
             receipt |= {"routed_at": now, "result": []}
         # RETURNING, not rowcount: SQLAlchemy keeps no INSERT's rowcount, and on psycopg it
         # read -1, so every duplicate looked new on PostgreSQL.
         if not _run(conn, sql.receipt_insert, receipt):
             seen = _first(_run(conn, sql.receipt_seen, {"b_message_id": incoming.message_id}))
             routed = seen is not None and seen.routed_at is not None
-            return Receipt(new=False, routed=routed, result=seen.result if seen else None)
+            return Receipt(
+                new=False,
+                routed=routed,
+                result=seen.result if seen else None,
+                open_runs=open_runs,
+            )
         traits = incoming.traits
         profile = self._merge_traits(conn, incoming.user_id, traits) if traits else None
         count = None
@@ -429,7 +540,67 @@ class Store:
                 "last_properties": incoming.properties or {},
             }
             count = _run(conn, sql.summary_upsert, summary)[0][0]
-        return Receipt(new=True, routed=incoming.routed, profile=profile, count=count)
+            if incoming.event == PURCHASE_EVENT:
+                self._record_purchases(conn, incoming, at)
+        return Receipt(new=True, routed=routed, profile=profile, count=count, open_runs=open_runs)
+
+    @staticmethod
+    def _record_purchases(conn: Connection, incoming: Incoming, at: datetime) -> None:
+        """Each product of an order, once (the order's message ID keys it)."""
+        products = (incoming.properties or {}).get("products")
+        if not isinstance(products, list):
+            return
+        ids = {
+            str(p["product_id"])[:255]
+            for p in products
+            if isinstance(p, dict) and p.get("product_id") not in (None, "")
+        }
+        rows = [
+            {"message_id": incoming.message_id, "product_id": product_id,
+             "user_id": incoming.user_id, "at": at}
+            for product_id in sorted(ids)
+        ]  # fmt: skip
+        if rows:
+            _run(conn, _hot(conn.dialect.name).purchase_insert, rows)
+
+    # Catalog ---------------------------------------------------------------------------------
+
+    def upsert_products(self, products: list[CatalogProduct]) -> None:
+        """Create or replace these products (one transaction: a batch lands whole or not)."""
+        with self.session() as session:
+            for product in products:
+                product.updated_at = utcnow()
+                session.merge(product)
+            session.commit()
+
+    def products(self, product_ids: list[str]) -> dict[str, CatalogProduct]:
+        """The catalog's entries for these IDs (missing ones are absent)."""
+        if not product_ids:
+            return {}
+        with self.session() as session:
+            query = select(CatalogProduct).where(
+                CatalogProduct.product_id.in_(product_ids)  # type: ignore[attr-defined]
+            )
+            return {p.product_id: p for p in session.exec(query)}
+
+    def recent_buyers(
+        self, product_ids: list[str], since: datetime, exclude_user: str
+    ) -> dict[str, int]:
+        """How many other users bought each product since `since` (from Order Completed)."""
+        if not product_ids:
+            return {}
+        purchases = Purchase.__table__  # type: ignore[attr-defined]
+        query = (
+            select(purchases.c.product_id, func.count(purchases.c.user_id.distinct()))
+            .where(
+                purchases.c.product_id.in_(product_ids),
+                purchases.c.at >= _utc(since),
+                purchases.c.user_id != exclude_user,
+            )
+            .group_by(purchases.c.product_id)
+        )
+        with self.engine.connect() as conn:
+            return {product_id: int(count) for product_id, count in conn.execute(query)}
 
     def mark_routed(self, message_id: str, result: list[dict[str, Any]]) -> None:
         """Temporal accepted everything this call caused: later duplicates answer with `result`."""
@@ -481,7 +652,11 @@ class Store:
             email = traits["email"]
         merged = {**(current.traits if current else {}), **traits}
         email = email or (current.email if current else None)
-        values = {"email": email, "traits": merged, "updated_at": utcnow()}
+        values: dict[str, Any] = {"email": email, "traits": merged, "updated_at": utcnow()}
+        if opts_out(traits) and (current is None or current.email_unsubscribed_at is None):
+            # An identify may take consent away (a sender's own preference centre), never
+            # give it back: `{"unsubscribed": false}` leaves the column as it is.
+            values |= {"email_unsubscribed_at": utcnow(), "email_unsubscribed_from": "identify"}
         if current is None:
             _run(conn, sql.profile_insert, {"user_id": user_id, **values})
         else:
@@ -519,21 +694,73 @@ class Store:
                 query = query.where(JourneyRun.user_id == user_id)
             return list(session.exec(query))
 
-    def enter_run(self, run: JourneyRun) -> Entered:
+    def enter_run(self, run: JourneyRun, reentry: timedelta | None = None) -> Entered:
         """Record a journey entry once and read, in the same transaction, the user's traits and
         when this journey last messaged them. A retry finds the group the first attempt drew.
+
+        With `reentry`, an entry within that time of the user's last (unsuppressed) entry of
+        this journey is refused instead: a JourneyRefusal row, no run. The workflow that
+        guarded the window by staying open now closes at its outcome.
 
         The worker's entry activity runs this once per journey: prebuilt statements, not the
         ORM, whose per-statement work cost more than the database's.
         """
         sql = _hot(self.engine.dialect.name)
         with self.engine.begin() as conn:
+            if reentry is not None:
+                refused = self._refusal(conn, run, reentry)
+                if refused is not None:
+                    return Entered(
+                        new=False, group=None, traits={}, last_message_at=None, refused=refused
+                    )
             new = bool(_run(conn, sql.run_insert, run.model_dump()))
             group = run.group if new else _run(conn, sql.run_group, {"b_run_id": run.run_id})[0][0]
             profile = _first(_run(conn, sql.profile_read, {"b_user_id": run.user_id}))
             last = self._last_message_at(conn, run.journey, run.user_id, run.run_id)
         traits = dict(profile.traits) if profile is not None else {}
         return Entered(new=new, group=group, traits=traits, last_message_at=last)
+
+    @staticmethod
+    def _refusal(conn: Connection, run: JourneyRun, reentry: timedelta) -> JourneyRefusal | None:
+        """The refusal of `run` if its user entered this journey within `reentry` before it
+        (recorded once: a retried activity finds its row, or its run, and answers the same)."""
+        sql = _hot(conn.dialect.name)
+        if _run(conn, sql.run_group, {"b_run_id": run.run_id}):
+            return None  # an earlier attempt entered it
+        entered_at = _utc(run.entered_at)
+        where = {
+            "b_journey": run.journey,
+            "b_user_id": run.user_id,
+            "b_run_id": run.run_id,
+            "b_since": entered_at - reentry,
+        }
+        last = _run(conn, sql.last_entry, where)[0][0]
+        if last is None:
+            return None
+        refusal = JourneyRefusal(
+            run_id=run.run_id,
+            workflow_id=run.workflow_id,
+            journey=run.journey,
+            user_id=run.user_id,
+            at=entered_at,
+            reason="reentry_window",
+            entry_event=run.entry_event,
+            last_entered_at=_utc(last),
+        )
+        _run(conn, sql.refusal_insert, refusal.model_dump())
+        return refusal
+
+    def refusals(
+        self, journey: str | None = None, user_id: str | None = None
+    ) -> list[JourneyRefusal]:
+        """Refused entries, oldest first (a user's history shows why a trigger started nothing)."""
+        with self.session() as session:
+            query = select(JourneyRefusal).order_by(JourneyRefusal.at)  # type: ignore[arg-type]
+            if journey is not None:
+                query = query.where(JourneyRefusal.journey == journey)
+            if user_id is not None:
+                query = query.where(JourneyRefusal.user_id == user_id)
+            return list(session.exec(query))
 
     def record_step(self, step: JourneyStepRow) -> None:
         """Add the step once (unique per run and sequence number) and mark the run as there,
@@ -687,6 +914,10 @@ class _HotStatements:
     message_add: Any
     step_add: Any
     run_sent: Any
+    last_entry: Any
+    refusal_insert: Any
+    open_runs: Any
+    purchase_insert: Any
 
 
 @functools.cache
@@ -721,7 +952,9 @@ def _hot(dialect: str) -> _HotStatements:
         ),
         receipt_routed=update(receipts).where(receipts.c.message_id == bindparam("b_message_id")),
         # FOR UPDATE: concurrent merges of one profile take turns, none is lost.
-        profile_for_update=select(profiles.c.email, profiles.c.traits)
+        profile_for_update=select(
+            profiles.c.email, profiles.c.traits, profiles.c.email_unsubscribed_at
+        )
         .where(profiles.c.user_id == bindparam("b_user_id"))
         .with_for_update(),
         profile_insert=profiles.insert(),
@@ -779,6 +1012,18 @@ def _hot(dialect: str) -> _HotStatements:
         message_key=select(outbox.c.id).where(outbox.c.idempotency_key == bindparam("b_key")),
         message_add=outbox.insert().returning(outbox.c.id),
         step_add=steps.insert(),
+        # The user's latest entry that opens a re-entry window (suppressed ones do not).
+        last_entry=select(func.max(runs.c.entered_at)).where(
+            other_run_of_user
+            & (runs.c.outcome.is_(None) | (runs.c.outcome != "suppressed"))
+            & (runs.c.entered_at > bindparam("b_since"))
+        ),
+        purchase_insert=insert(Purchase.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
+        refusal_insert=insert(JourneyRefusal.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
+        # A user's open runs (and how each entered): which `ANY_EVENT` goals an event may reach.
+        open_runs=select(runs.c.journey, runs.c.entry_event).where(
+            (runs.c.user_id == bindparam("b_user_id")) & runs.c.outcome.is_(None)
+        ),
         run_sent=update(runs)
         .where(runs.c.run_id == bindparam("b_run_id"))
         .values(messages_sent=runs.c.messages_sent + 1),

@@ -12,19 +12,31 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 OPT_OUT_TRAITS = ("unsubscribed", "email_unsubscribed")
-"""True on any of these: no marketing email (set by our unsubscribe link or by identify)."""
+"""True (or "true", "yes", 1) on any of these in an identify: the user is unsubscribed, recorded
+apart from traits (profiles.email_unsubscribed_at), so a later `false` cannot undo it."""
 
 CONSENT_TRAITS = ("email_consent", "marketing_consent", "consent", "email_opt_in")
 """False on any of these: no marketing email (consent withdrawn through identify)."""
 
 
-def opted_out(traits: dict[str, Any]) -> str | None:
-    """The reason marketing mail must not go to this profile, or None."""
+def opts_out(traits: dict[str, Any]) -> bool:
+    """Whether these traits say "unsubscribed", as senders write it: true, "true", "yes", 1."""
+    return any(_truthy(traits.get(key)) for key in OPT_OUT_TRAITS)
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1", "y")
+    return value is True or (type(value) is int and value == 1)
+
+
+def opted_out(traits: dict[str, Any], unsubscribed: bool = False) -> str | None:
+    """The reason marketing mail must not go to this profile, or None; `unsubscribed`: the
+    profile's subscription state (the link, or the subscription API) says so."""
     if traits.get("email_suppressed") is True:  # the provider called the address bad
         return "address_suppressed"
-    for key in OPT_OUT_TRAITS:
-        if traits.get(key) is True:
-            return "unsubscribed"
+    if unsubscribed or opts_out(traits):
+        return "unsubscribed"
     for key in CONSENT_TRAITS:
         if key in traits and traits[key] in (False, "false", "no", 0):
             return "no_consent"

@@ -1,6 +1,6 @@
 """Rendering a journey step's message from its templates, safely.
 
-Each step has up to three files in `templates/<journey>/`:
+Each step has up to three files in `<journey>/` in one of the template folders:
 
     <step>.subject   the subject line (plain text, one line)
     <step>.html      the HTML body (autoescaped: event properties may carry HTML)
@@ -8,17 +8,31 @@ Each step has up to three files in `templates/<journey>/`:
 
 Jinja2 runs sandboxed (templates cannot reach Python internals) with StrictUndefined, so a
 missing variable is an error at render time and a broken email is never sent. HTML templates
-may extend `templates/_layout.html`, which carries the unsubscribe link and postal address.
+may extend `_layout.html`, which carries the unsubscribe link and postal address.
+
+The folders are searched in order (a team's JOURNEYS_TEMPLATES_DIRS first, the shipped
+`templates/` last; see `Settings.template_folders`): a team's package ships only its own
+journeys' templates and still extends the shipped layout, and a file at a shipped path replaces
+just that file.
+
 The context: `user` (profile traits, email included), `event` (the entry event's properties),
 the journey's own values passed to `send(...)`, `journey`, `step` and `unsubscribe_url`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    meta,
+)
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel
 
@@ -36,12 +50,15 @@ class RenderedMessage(BaseModel):
 
 
 class Renderer:
-    """Finds and renders step templates under one folder (cached, so each renders fast)."""
+    """Finds and renders step templates in one folder or several, the first that has a file
+    winning (cached, so each renders fast)."""
 
-    def __init__(self, folder: Path | str) -> None:
-        self.folder = Path(folder)
+    def __init__(self, folders: Path | str | Sequence[Path | str]) -> None:
+        self.folders = (
+            [Path(folders)] if isinstance(folders, Path | str) else list(map(Path, folders))
+        )
         self.env = ImmutableSandboxedEnvironment(
-            loader=FileSystemLoader(self.folder),
+            loader=FileSystemLoader(self.folders),
             undefined=StrictUndefined,
             autoescape=lambda name: name is not None and name.endswith(".html"),
             keep_trailing_newline=False,
@@ -75,3 +92,43 @@ class Renderer:
 
     def _one(self, name: str, context: dict[str, Any]) -> str:
         return self.env.get_template(name).render(context).strip()
+
+    def check(self, journey: str, steps: Iterable[str], *, sends: bool = True) -> list[str]:
+        """What would make these steps' sends fail, found without rendering: a missing folder
+        or file, a syntax error, a template extended or included that no folder has.
+
+        `sends`: the journey sends at all (so `<journey>/` must exist) even when the step
+        names are not known; variables cannot be checked before there is a context.
+        """
+        if sends and not any((folder / journey).is_dir() for folder in self.folders):
+            where = ", ".join(map(str, self.folders))
+            hint = "JOURNEYS_TEMPLATES_DIRS adds folders"
+            return [f"no {journey}/ folder in the template folders ({where}; {hint})"]
+        problems: list[str] = []
+        loader: Any = self.env.loader
+        for step in sorted(steps):
+            for suffix in ("subject", "html", "txt"):
+                name = f"{journey}/{step}.{suffix}"
+                try:
+                    source, filename, _ = loader.get_source(self.env, name)
+                except TemplateNotFound:
+                    if suffix != "txt":  # the text part is optional
+                        problems.append(f"{name} is missing")
+                    continue
+                try:
+                    parsed = self.env.parse(source, name, filename)
+                except TemplateSyntaxError as err:
+                    problems.append(f"{name}, line {err.lineno}: {err.message}")
+                    continue
+                for used in meta.find_referenced_templates(parsed):
+                    if used is not None and not self._exists(used):
+                        problems.append(f"{name} uses {used}, which no template folder has")
+        return problems
+
+    def _exists(self, name: str) -> bool:
+        loader: Any = self.env.loader
+        try:
+            loader.get_source(self.env, name)
+        except TemplateNotFound:
+            return False
+        return True

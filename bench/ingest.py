@@ -37,11 +37,13 @@ from typing import Any, Protocol
 import httpx
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 
 from activities.store import Store
 from bench.loopback import LoopbackClient
+from starter.codec import data_converter
 from starter.dev import EAGER_ACTIVITIES, SQLITE_WAL, temporal_binary
+from starter.settings import Settings
 from workflows.engine import JourneyWorkflow
 from workflows.identity import start_attributes
 from workflows.models import Event, JourneyInput
@@ -172,6 +174,14 @@ class Stack:
             self.roles.append(command)
         self._wait_port(self.api_port)
 
+    def data_converter(self) -> DataConverter:
+        """The converter the stack's processes use (they run in ROOT with this environment): it
+        encrypts when JOURNEYS_PAYLOAD_KEYS (or .env's, or ROOT/data's key file) says so."""
+        settings = Settings(_env_file=ROOT / ".env")  # type: ignore[call-arg]
+        if not settings.data_dir.is_absolute():
+            settings.data_dir = ROOT / settings.data_dir
+        return data_converter(settings)
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.send_signal(signal.SIGINT)
@@ -205,7 +215,7 @@ def track(user: str, event: str) -> dict[str, object]:
 
 async def measure(stack: Stack, n: int, concurrency: int, client_kind: str) -> None:
     client = await Client.connect(
-        f"127.0.0.1:{stack.temporal_port}", data_converter=pydantic_data_converter
+        f"127.0.0.1:{stack.temporal_port}", data_converter=stack.data_converter()
     )
     run = uuid.uuid4().hex[:6]
 

@@ -26,7 +26,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.segments import select_users
 from activities.store import EventSummary, JourneyRun, ProfileRow, Store
@@ -100,7 +99,7 @@ def select_all(store: Store, journey: type[Journey], now: datetime) -> tuple[int
 
 async def start_journeys(stack: Stack, store: Store, expected: int) -> None:
     client = await Client.connect(
-        f"127.0.0.1:{stack.temporal_port}", data_converter=pydantic_data_converter
+        f"127.0.0.1:{stack.temporal_port}", data_converter=stack.data_converter()
     )
     began = time.perf_counter()
     progress: SegmentProgress = await client.execute_workflow(

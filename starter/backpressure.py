@@ -1,8 +1,10 @@
 """Backpressure: past what it can work on, the API refuses at once rather than queue.
 
 Each API process works on at most JOURNEYS_API_MAX_IN_FLIGHT ingest requests (track, identify,
-batch, sources). One more is answered 503 with Retry-After before its body is read: nothing of
-it is taken, so the sender's retry is safe and dedupe is not even needed. Without the bound a
+batch, sources). One more is answered 503 with Retry-After once it is authenticated (for
+/v1/* before its body is read; a source's body is read, within a deadline, to check its
+signature first, so anonymous senders never hold a slot): nothing of it is taken, so the
+sender's retry is safe and dedupe is not even needed. Without the bound a
 burst past the peak only queues (on database threads, on Temporal calls) until senders time
 out, and a timeout tells a sender nothing about whether the event was taken.
 

@@ -1,22 +1,46 @@
-"""The calls senders make, in the Segment spec's own field names.
+"""The calls senders make, in the Segment spec's own field names, and how a body is read.
 
 A Segment or RudderStack webhook destination can point at the API unchanged:
 https://segment.com/docs/connections/spec/ (track, identify, batch). Unknown top-level fields
-are refused (a typo such as `userid` would otherwise drop the user silently).
+are refused (a typo such as `userid` would otherwise drop the user silently). Whatever a sender
+posts is either a call or a 400/422 naming the field: nothing a sender can write reaches code
+that would answer 500, which senders retry for ever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
 import uuid
+from collections.abc import AsyncIterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    WithJsonSchema,
+    model_validator,
+    with_config,
+)
+from typing_extensions import TypedDict
 
+from activities.addresses import email_address
 from workflows.models import Event
+
+MAX_BODY = 1_000_000
+"""Bytes: a larger body is a 413, refused before reading when Content-Length says so."""
+
+BODY_DEADLINE = 5.0
+"""Seconds to receive a whole body once its request is being read: a body trickled slower
+than that is a 408 and its connection is closed, so it holds nothing (a slot, a socket)."""
 
 Id = Annotated[str, Field(min_length=1, max_length=255)]
 
@@ -33,7 +57,57 @@ def _date_time_text(value: object) -> object:
     raise ValueError("must be an ISO-8601 date-time such as 2026-11-24T10:00:00Z")
 
 
-Time = Annotated[datetime, BeforeValidator(_date_time_text)]
+def _in_utc_range(value: datetime) -> datetime:
+    """A time that exists in UTC: "0001-01-01T00:00:00+01:00" is a year-0 instant, which
+    `datetime` cannot hold, and converting it (as every later step does) raised OverflowError."""
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is outside the years 1 to 9999 once converted to UTC") from None
+    return value
+
+
+Time = Annotated[datetime, BeforeValidator(_date_time_text), AfterValidator(_in_utc_range)]
+
+
+def _email_trait(value: object) -> object:
+    """The `email` trait: one address, or "" / null for none (kept as a trait, never mailed)."""
+    if value is None or value == "":
+        return value
+    if email_address(value) is None:
+        raise ValueError("must be one email address (local@domain), nothing more")
+    return value
+
+
+EmailTrait = Annotated[
+    Any,
+    PlainValidator(_email_trait),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "email", "maxLength": 254},
+                {"type": "string", "maxLength": 0},
+                {"type": "null"},
+            ],
+            "description": "one address, local@domain; empty or null for none",
+        }
+    ),
+]
+
+
+@with_config(ConfigDict(extra="allow"))
+class Traits(TypedDict, total=False):
+    """Profile traits: any names and values, but `email` is one address (it becomes a `To`)."""
+
+    email: EmailTrait
+
+
+@with_config(ConfigDict(extra="allow"))
+class Context(TypedDict, total=False):
+    """Segment context: free-form, except `traits`, which reach the profile like traits do."""
+
+    traits: Traits | None
 
 
 def parse_json(body: bytes | str) -> Any:
@@ -99,7 +173,7 @@ class _Call(BaseModel):
     originalTimestamp: Time | None = None
     sentAt: Time | None = None
     receivedAt: Time | None = None
-    context: dict[str, Any] = Field(default_factory=dict)
+    context: Context = Field(default_factory=dict)
     integrations: dict[str, Any] = Field(default_factory=dict)
     channel: str | None = None
     version: Annotated[int, Strict()] | str | None = None  # strict: `false` is not version 0
@@ -161,7 +235,7 @@ class IdentifyCall(_Call):
     """A Segment identify call: who the user is (email, name, timezone, consent, any trait)."""
 
     type: Literal["identify"] = "identify"
-    traits: dict[str, Any] = Field(default_factory=dict)
+    traits: Traits = Field(default_factory=dict)
 
     def all_traits(self) -> dict[str, Any]:
         """Top-level traits win over context.traits (Segment allows both)."""
@@ -171,13 +245,56 @@ class IdentifyCall(_Call):
 Call = Annotated[TrackCall | IdentifyCall, Field(discriminator="type")]
 
 
+IGNORED_TYPES = frozenset({"page", "screen", "group", "alias", "delete"})
+"""Segment call types a destination forwards that no journey uses: taken and ignored."""
+
+
+class IgnoredCall(BaseModel):
+    """A call of a type no journey uses: only what its answer repeats (the messageId) is read."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["page", "screen", "group", "alias", "delete"]
+    messageId: Id | None = None
+
+
 class BatchCall(BaseModel):
-    """A Segment batch: up to 500 calls; top-level context and integrations apply to each."""
+    """A Segment batch: up to 500 calls; top-level context and integrations apply to each.
+
+    Items stay free-form objects here: each is validated on its own, so one bad item is
+    answered "rejected" (naming its field) without sinking the rest.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     batch: list[dict[str, Any]] = Field(min_length=1, max_length=500)
-    context: dict[str, Any] = Field(default_factory=dict)
+    context: Context = Field(default_factory=dict)
     integrations: dict[str, Any] = Field(default_factory=dict)
     sentAt: Time | None = None
     writeKey: str | None = Field(default=None, exclude=True, repr=False)
+
+
+class BodyTooLarge(Exception):
+    """The body passed MAX_BODY (413)."""
+
+
+class BodyTooSlow(Exception):
+    """The body did not arrive within BODY_DEADLINE (408)."""
+
+
+async def read_body(
+    chunks: AsyncIterable[bytes], *, limit: int = MAX_BODY, deadline: float = BODY_DEADLINE
+) -> bytes:
+    """The whole body, or BodyTooLarge past `limit` bytes (even without a Content-Length), or
+    BodyTooSlow when it has not all arrived within `deadline` seconds (a trickle holds a socket,
+    and a slot, for as long as the sender likes)."""
+    received = bytearray()
+    try:
+        async with asyncio.timeout(deadline):
+            async for chunk in chunks:
+                received += chunk
+                if len(received) > limit:
+                    raise BodyTooLarge()
+    except TimeoutError:
+        raise BodyTooSlow() from None
+    return bytes(received)

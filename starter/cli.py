@@ -4,6 +4,8 @@ journeys dev       Temporal dev server + worker + API, all local (Ctrl-C stops a
 journeys worker    the worker alone, against TEMPORAL_ADDRESS
 journeys api       the HTTP API alone, against TEMPORAL_ADDRESS
 journeys list      the journeys that are loaded, with their triggers and goals
+journeys check     load the configured journeys and check them and their templates; exit 1 on
+                   any error (every command that loads journeys checks first, and exits 2)
 journeys preview JOURNEY STEP --user ID   render a step's email with that user's real data
 journeys pause JOURNEY / resume JOURNEY   the kill switch: stop (or restart) a journey's sends
 journeys schedules [list|pause|resume|trigger|backfill]   segment-entry schedules
@@ -16,17 +18,30 @@ journeys replay [--journey J] [--limit N] [--since 7d] [--running] [FILE...]   b
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
+import inspect
 import logging
 import os
 import sys
+import textwrap
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from starter.settings import Settings, is_loopback
+from starter.settings import Settings, serving_problems
 
 if TYPE_CHECKING:
     from workflows.journey import Journey
+
+CHECKED = {
+    "dev": True, "worker": True, "preview": True,
+    "api": False, "list": False, "pause": False, "resume": False, "report": False,
+    "replay": False,
+}  # fmt: skip
+"""The commands that load journeys, and whether they render templates. Each runs `check` first
+(templates too where it renders them) and refuses to start on any error, so a journey written
+wrong fails here, once, rather than weeks later in a running journey."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("worker", help="run the worker against TEMPORAL_ADDRESS")
     commands.add_parser("api", help="run the HTTP API against TEMPORAL_ADDRESS")
     commands.add_parser("list", help="list the loaded journeys")
+    commands.add_parser("check", help="check the configured journeys and their templates")
     preview = commands.add_parser("preview", help="render a step with a user's real data")
     preview.add_argument("journey")
     preview.add_argument("step")
@@ -82,6 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations log their own summary
     settings = Settings()
+    if args.command == "check":
+        return _check(settings)
+    if args.command in CHECKED and (errors := _errors(check(settings, CHECKED[args.command]))):
+        print(
+            f"journeys {args.command}: refusing to start, the journeys in "
+            f"JOURNEYS_JOURNEY_MODULES={settings.journey_modules} do not check out:",
+            file=sys.stderr,
+        )
+        print("\n".join(errors), file=sys.stderr)
+        return 2
 
     try:
         if args.command == "dev":
@@ -177,12 +203,8 @@ def _run_api(settings: Settings) -> int:
 
     from starter.api import create_app
 
-    if settings.api_key is None and not is_loopback(settings.api_host):
-        print(
-            f"refusing to serve without JOURNEYS_API_KEY on {settings.api_host}: "
-            "set a key, or bind to 127.0.0.1",
-            file=sys.stderr,
-        )
+    if problems := serving_problems(settings):  # weak secrets, open off loopback, link keys
+        print("journeys api: refusing to start:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
     uvicorn.run(
         create_app(settings), host=settings.api_host, port=settings.api_port, access_log=False
@@ -198,6 +220,142 @@ def _list(settings: Settings) -> int:
         entry = " or ".join(repr(e) for e in (journey.trigger, journey.segment) if e is not None)
         print(f"{journey.name:24} {entry}  {goal}  holdout {journey.holdout:.0%}")
     return 0
+
+
+def check(settings: Settings, templates: bool = True) -> list[tuple[str, str]]:
+    """Everything about the configured journeys that can be checked without running them, as
+    (journey or module, "OK" or what is wrong) lines, one or more per journey.
+
+    Each module loads (a journey class validates when it is created) and each name yields a
+    journey; event names are non-empty strings; each event a `wait_for` names literally is
+    delivered. With `templates`, the template folders exist and so do the templates of every
+    step a journey sends by a literal name (or at least its folder), and they parse.
+    """
+    from activities.templates import Renderer
+    from workflows import registry
+
+    loaded = registry.discover(settings.journey_modules)
+    lines = [(problem.module, problem.error) for problem in loaded.problems]
+    renderer = Renderer(settings.template_folders()) if templates else None
+    if templates:
+        named = [("JOURNEYS_TEMPLATES_DIRS", f) for f in settings.team_template_folders()]
+        if "templates_dir" in settings.model_fields_set:
+            named.append(("JOURNEYS_TEMPLATES_DIR", settings.templates_dir))
+        lines += [(s, f"no folder {f}") for s, f in named if not f.is_dir()]
+    for journey in loaded.journeys:
+        problems = _declaration_problems(journey)
+        if renderer is not None:
+            steps, sends = _sent_templates(journey)
+            problems += renderer.check(journey.name, steps, sends=sends)
+        lines += [(journey.name, problem) for problem in problems] or [(journey.name, "OK")]
+    return lines
+
+
+def _errors(lines: list[tuple[str, str]]) -> list[str]:
+    return [f"{where:24} error: {what}" for where, what in lines if what != "OK"]
+
+
+def _check(settings: Settings) -> int:
+    """`journeys check`: a line per journey, OK or its errors; 1 on any error."""
+    lines = check(settings)
+    for where, what in lines:
+        print(f"{where:24} OK" if what == "OK" else f"{where:24} error: {what}")
+    errors = _errors(lines)
+    if errors:
+        print(f"journeys check: {len(errors)} errors", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _declaration_problems(journey: type[Journey]) -> list[str]:
+    """Event names that are not non-empty strings, and a `wait_for` on an event the webhook
+    would not deliver (an error the journey would otherwise meet only when it gets there)."""
+    problems = []
+    listens = journey.listens
+    if not isinstance(listens, tuple | list | set | frozenset):
+        problems.append(
+            f'`listens` must be a tuple of event names, e.g. ("Name",); got {listens!r}'
+        )
+        listens = ()
+    conditions = journey.segment.conditions if journey.segment is not None else ()
+    declared = {
+        "trigger": journey.trigger.events if journey.trigger is not None else (),
+        "goal": journey.goal.events if journey.goal is not None else (),
+        "listens": tuple(listens),
+        "@on": tuple(journey.handlers),
+        "segment": tuple(e for c in conditions for e in getattr(c, "events", None) or ()),
+    }
+    for where, events in declared.items():
+        for event in events:
+            if not isinstance(event, str) or not event.strip():
+                problems.append(f"{where}: event names must be non-empty strings, got {event!r}")
+    if problems:
+        return problems
+    delivered = journey.events_of_interest()
+    for where, call in _self_calls(journey, "wait_for"):
+        for arg in call.args:
+            if isinstance(arg, ast.Constant) and arg.value not in delivered:
+                problems.append(
+                    f"{where}: wait_for({arg.value!r}) waits for an event the webhook does not "
+                    "deliver to this journey: add it to `listens`"
+                )
+    return problems
+
+
+def _sent_templates(journey: type[Journey]) -> tuple[set[str], bool]:
+    """The step names the journey's own code passes to `self.send` as a string literal, and
+    whether it sends rendered messages at all.
+
+    Only what is certain counts: a send with a non-literal channel, or `**` arguments, might be
+    a webhook (no templates); a non-literal step name still needs the journey's folder.
+    """
+    steps: set[str] = set()
+    sends = False
+    for _, call in _self_calls(journey, "send"):
+        keywords = {k.arg: k.value for k in call.keywords}
+        channel = keywords.get("channel", ast.Constant("email"))
+        if None in keywords or not isinstance(channel, ast.Constant) or channel.value == "webhook":
+            continue
+        sends = True
+        template = call.args[0] if call.args else keywords.get("template")
+        if isinstance(template, ast.Constant) and isinstance(template.value, str):
+            steps.add(template.value)
+    return steps, sends
+
+
+def _self_calls(journey: type[Journey], method: str) -> Iterator[tuple[str, ast.Call]]:
+    """Calls `self.<method>(...)` in the methods the journey resolves to (not Journey's own),
+    with where they are ("module, line N"): read from their source, skipped where there is
+    none. Only the call's literal arguments are worth reading: nothing is evaluated."""
+    from workflows.journey import Journey
+
+    seen: set[str] = set()
+    for klass in journey.__mro__:
+        if klass in (Journey, object):
+            continue
+        for attr, value in vars(klass).items():
+            if attr in seen:
+                continue
+            seen.add(attr)
+            function = inspect.unwrap(getattr(value, "__func__", value))
+            if not inspect.isfunction(function) or not function.__code__.co_argcount:
+                continue
+            this = function.__code__.co_varnames[0]
+            try:
+                tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+            except (OSError, TypeError, SyntaxError):
+                continue
+            ast.increment_lineno(tree, function.__code__.co_firstlineno - 1)  # the file's lines
+            for node in ast.walk(tree):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == method
+                    and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == this
+                    and not any(isinstance(a, ast.Starred) for a in node.args)
+                ):
+                    yield f"{function.__module__}, line {node.lineno}", node
 
 
 def _report(settings: Settings, journey: str | None, since: datetime | None, as_json: bool) -> int:
@@ -301,7 +459,7 @@ def _preview(settings: Settings, journey_name: str, step: str, user_id: str, htm
             summary = store.event_summary(user_id, name)
             if summary is not None:
                 event = summary.last_properties
-        renderer = Renderer(settings.templates_dir)
+        renderer = Renderer(settings.template_folders())
         sending = SendingActivities(store, renderer, None, delivery_policy(settings))
         request = SendRequest(
             idempotency_key="preview", run_id="preview", seq=0, journey=journey.name,

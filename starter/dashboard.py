@@ -1,10 +1,15 @@
 """GET /dashboard: every journey's lift against its holdout, live counts, funnel, recent sends.
 
+Each journey's groups are counted in entries (a user who re-entered counts once per entry), with
+conversion within the goal's early window, the median time to convert, the entry paths side by
+side, and what is in neither group (suppressed and failed entries, refused triggers).
+
 Server-rendered (one Jinja2 page, inline SVG, no JavaScript), so it works wherever the API
 does. Results come from the database (`starter.report`); the live counts of running journeys by
 step come from Temporal visibility through the JourneyName and JourneyStep search attributes,
 and each journey links to its list in the Temporal Web UI. Like /outbox it takes the API key as
-a Bearer header or `?key=` for a browser.
+a Bearer header, or a browser's session cookie from /signin (starter/browser_auth.py); its own
+links never carry the key.
 """
 
 from __future__ import annotations
@@ -18,16 +23,17 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from temporalio.client import Client
 
-from starter.browser_auth import key_allowed
+from starter.browser_auth import page_refusal
 from starter.report import (
     JourneyReport,
     Report,
     build_report,
     money,
+    outside_groups,
     p_phrase,
     p_text,
     percent,
@@ -36,6 +42,7 @@ from starter.report import (
 )
 from starter.settings import Settings
 from workflows.errors import UnknownJourneyError
+from workflows.journey import human_duration
 
 log = logging.getLogger("journeys.dashboard")
 
@@ -47,7 +54,14 @@ _PAGES = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_PAGES.globals.update(pct=percent, pts=points, money=money, pval=p_text)
+_PAGES.globals.update(
+    pct=percent,
+    pts=points,
+    money=money,
+    pval=p_text,
+    duration=human_duration,
+    outside_groups=outside_groups,
+)
 
 SAMPLE = 1000
 """Running workflows listed per journey to find which steps they are at (then counted exactly)."""
@@ -163,13 +177,10 @@ def _lift_label(j: JourneyReport) -> str:
 @router.get("/dashboard")
 async def dashboard(
     request: Request, journey: str | None = None, since: str | None = None
-) -> HTMLResponse:
+) -> Response:
     """Results for every journey (or `?journey=`), entries since `?since=` (ISO date)."""
-    if not key_allowed(request):
-        return HTMLResponse(
-            "<h1>401</h1><p>Add ?key=JOURNEYS_API_KEY or an Authorization header</p>",
-            status_code=401,
-        )
+    if (refusal := page_refusal(request)) is not None:
+        return refusal
     state = request.app.state
     settings: Settings = state.settings
     try:
@@ -187,7 +198,6 @@ async def dashboard(
     names = [j.journey for j in report.journeys]
     counts = await asyncio.gather(*(live_counts(state.client, name) for name in names))
     recent = await asyncio.to_thread(recent_steps, state.store, 50, journey)
-    key = request.query_params.get("key")
     page = _PAGES.get_template("dashboard.html").render(
         report=report,
         chart=lift_chart(report),
@@ -195,7 +205,7 @@ async def dashboard(
         recent=recent,
         links={name: temporal_ui_link(settings, name) for name in names},
         ui_url=settings.temporal_ui(),
-        key_query=f"?{urlencode({'key': key})}" if key else "",
+        signed_in_with_key=settings.api_key is not None,
         paused=set(await asyncio.to_thread(state.store.paused_journeys)),
         now=datetime.now(UTC),
     )

@@ -26,8 +26,10 @@ from activities import metrics
 from activities.store import Store
 from starter.api import create_app
 from starter.client import connect
+from starter.codec import KEY_FILE, ensure_key_file
+from starter.codec_server import LocalCodecServer
 from starter.schedules import ensure_schedules
-from starter.settings import Settings
+from starter.settings import Settings, serving_problems
 from worker import ACTIVITY_THREADS, create_worker, ensure_search_attributes, sending_from
 from workflows import registry
 
@@ -58,8 +60,9 @@ SQLITE_WAL = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchro
 """About twice the dev server's throughput on its SQLite file (../shared/notes/temporal-here)."""
 
 
-def dev_server_command(settings: Settings) -> list[str]:
-    """The `temporal server start-dev` command line for the embedded server."""
+def dev_server_command(settings: Settings, codec_endpoint: str | None = None) -> list[str]:
+    """The `temporal server start-dev` command line for the embedded server; `codec_endpoint`:
+    where its Web UI decodes payloads (the local codec server)."""
     host, _, port = settings.temporal_address.rpartition(":")
     return [
         temporal_binary(),
@@ -73,6 +76,7 @@ def dev_server_command(settings: Settings) -> list[str]:
         *SQLITE_WAL,
         *EAGER_ACTIVITIES,
         "--log-level", "error",
+        *(["--ui-codec-endpoint", codec_endpoint] if codec_endpoint else []),
     ]  # fmt: skip
 
 
@@ -94,19 +98,26 @@ async def run_dev(settings: Settings) -> None:
     generated_key = settings.api_key is None
     if generated_key:
         settings.api_key = SecretStr(secrets.token_urlsafe(24))
-    if (
-        settings.secret_key is None
-    ):  # kept in the data folder, so unsubscribe links outlive a restart
-        key_file = settings.data_dir / "secret_key"
-        if not key_file.exists():
-            key_file.write_text(secrets.token_urlsafe(32))
-            key_file.chmod(0o600)
+    key_file = settings.data_dir / "secret_key"  # kept, so unsubscribe links outlive a restart
+    if settings.secret_key is None and not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(32))
+        key_file.chmod(0o600)
+    if problems := serving_problems(settings):  # names a key set but empty or short
+        print("journeys dev: refusing to start:\n  " + "\n  ".join(problems), file=sys.stderr)
+        raise SystemExit(2)
+    if settings.secret_key is None:
         settings.secret_key = SecretStr(key_file.read_text().strip())
+    # Payloads are encrypted; a key generated once is kept, so journeys in flight stay readable.
+    # The Web UI decodes through a keyless codec server on loopback (starter/codec_server.py).
+    keys_from = "JOURNEYS_PAYLOAD_KEYS" if settings.payload_keys else settings.data_dir / KEY_FILE
+    settings.payload_keys = settings.payload_keys or SecretStr(ensure_key_file(settings.data_dir))
+    codec = LocalCodecServer(settings)
     journeys = registry.load_modules(settings.journey_modules)
     store = Store(settings.database_url)
     store.migrate()
 
-    temporal = subprocess.Popen(dev_server_command(settings), start_new_session=True)
+    command = dev_server_command(settings, codec.endpoint)
+    temporal = subprocess.Popen(command, start_new_session=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -114,6 +125,7 @@ async def run_dev(settings: Settings) -> None:
     try:
         worker_metrics = metrics.serve(settings.metrics_address)  # the runtime clients use
         client = await wait_for_temporal(settings, temporal)
+        await codec.start()
         await ensure_search_attributes(client)
         await ensure_schedules(client, journeys, settings.task_queue)
         app = create_app(settings, client=client, store=store, journeys=journeys)
@@ -130,19 +142,29 @@ async def run_dev(settings: Settings) -> None:
                     await asyncio.sleep(0.05)
                 if api.done():
                     raise SystemExit(f"the API could not start on port {settings.api_port}")
-                _print_summary(settings, journeys, generated_key, worker_metrics=worker_metrics)
+                _print_summary(
+                    settings, journeys, generated_key, worker_metrics=worker_metrics,
+                    codec=f"encrypted ({keys_from}); the Web UI decodes them via "
+                    f"{codec.endpoint} (loopback, no key)",
+                )  # fmt: skip
                 await stop.wait()
                 print("\nstopping: API, worker, Temporal ...", flush=True)
                 server.should_exit = True
                 await api
     finally:
+        await codec.stop()
         _stop_process(temporal)
         store.dispose()
         print("stopped.", flush=True)
 
 
 def _print_summary(
-    settings: Settings, journeys: list[type], generated_key: bool, *, worker_metrics: bool = False
+    settings: Settings,
+    journeys: list[type],
+    generated_key: bool,
+    *,
+    worker_metrics: bool = False,
+    codec: str | None = None,
 ) -> None:
     host, _, _ = settings.temporal_address.rpartition(":")
     ui_host = host if host not in ("", "0.0.0.0") else "localhost"
@@ -155,9 +177,9 @@ def _print_summary(
         f"  API              {api}  (docs: {api}/docs)",
         f"  worker           task queue {settings.task_queue!r}: "
         + ", ".join(j.name for j in journeys),
-        f"  outbox           {api}/outbox?key={key}  (provider: {settings.email_provider})",
-        f"  dashboard        {api}/dashboard?key={key}  (lift against the holdout; also "
-        "`journeys report`)",
+        f"  sign in          {api}/signin  (once per browser, with the key below)",
+        f"  outbox           {api}/outbox  (provider: {settings.email_provider})",
+        f"  dashboard        {api}/dashboard  (lift against the holdout; also `journeys report`)",
         f"  metrics          {api}/metrics (Bearer API key); worker and Temporal SDK: "
         + (
             f"http://{settings.metrics_address}/metrics"
@@ -165,6 +187,7 @@ def _print_summary(
             else "off (set JOURNEYS_METRICS_ADDRESS to a free host:port)"
         ),
         f"  data             {settings.data_dir}/ ({settings.database_url})",
+        *([f"  payloads         {codec}"] if codec else []),
         f"  API key          {key}"
         + ("  (generated; set JOURNEYS_API_KEY to fix it)" if generated_key else ""),
         "",

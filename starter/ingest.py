@@ -119,13 +119,16 @@ class Ingestor:
             properties=event.properties,
             traits=call.context_traits(),
             routed=not wanted,
+            open_runs_of=self.router.any_event_journeys,
         )
         if not receipt.new and receipt.routed:
             return self._taken("track", _duplicate(event.message_id, receipt))
         if receipt.routed:  # no journey wants this event: recorded, and that is all
             return self._taken("track", Accepted(messageId=event.message_id))
         try:
-            deliveries = await self.router.route(event, receipt.profile, receipt.count)
+            deliveries = await self.router.route(
+                event, receipt.profile, receipt.count, receipt.open_runs
+            )
         except TemporalUnavailable as err:
             log.warning("message %s not routed: %s", event.message_id, err)
             raise Unavailable("Temporal") from err

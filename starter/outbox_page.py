@@ -1,7 +1,7 @@
 """GET /outbox: the local outbox as a page, to read what journeys sent while developing.
 
-It shows recipients, so it needs the API key: as a Bearer header, or `?key=` for a browser
-(the `journeys dev` banner prints the full link).
+It shows recipients, so it needs the API key: as a Bearer header, or a browser's session
+cookie from /signin (the `journeys dev` banner prints that address; starter/browser_auth.py).
 """
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ import asyncio
 from html import escape
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
-from starter.browser_auth import key_allowed
+from starter.browser_auth import page_refusal
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/outbox")
-async def outbox(request: Request, limit: int = 100) -> HTMLResponse:
+async def outbox(request: Request, limit: int = 100) -> Response:
     """The newest messages first: when, who, journey and step, status, subject, the body."""
-    if not key_allowed(request):
-        return HTMLResponse("<h1>401</h1><p>Add ?key=JOURNEYS_API_KEY</p>", status_code=401)
+    if (refusal := page_refusal(request)) is not None:
+        return refusal
     rows = await asyncio.to_thread(request.app.state.store.outbox)
     rows = list(reversed(rows))[: max(1, min(limit, 1000))]
     items = "".join(

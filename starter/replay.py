@@ -29,10 +29,12 @@ from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
+from starter.codec import PayloadDecodeError, PayloadKeyError, data_converter
 from starter.settings import Settings
 from worker import WORKFLOWS, workflow_runner
 from workflows import registry
@@ -50,12 +52,15 @@ _CORE_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
 _LOCAL_ACTIVITY = re.compile(r"LocalActivity\((\d+)\)")
 
 
-def replayer() -> Replayer:
-    """A Replayer configured as the worker is, so a replay behaves as production would."""
+def replayer(converter: DataConverter = pydantic_data_converter) -> Replayer:
+    """A Replayer configured as the worker is, so a replay behaves as production would.
+
+    `converter`: the worker's, `starter.codec.data_converter(settings)`, whose codec decrypts
+    payloads (and passes unencrypted ones through, so older histories replay too)."""
     return Replayer(
         workflows=list(WORKFLOWS),
         workflow_runner=workflow_runner(),
-        data_converter=pydantic_data_converter,
+        data_converter=converter,
         runtime=_quiet_runtime(),
     )
 
@@ -116,14 +121,15 @@ class ReplayReport:
 async def replay(
     histories: AsyncIterator[WorkflowHistory] | Iterable[WorkflowHistory],
     journey_modules: Sequence[str] = ("workflows.journeys",),
+    converter: DataConverter = pydantic_data_converter,
 ) -> ReplayReport:
-    """Replay `histories` against the code loaded from `journey_modules`; never raises for a
-    history that fails, it is reported instead."""
+    """Replay `histories` against the code loaded from `journey_modules`, decoding payloads with
+    `converter` (the worker's); never raises for a history that fails, it is reported instead."""
     registry.load_modules(list(journey_modules))
     report = ReplayReport()
-    async with replayer().workflow_replay_iterator(_aiter(histories)) as results:
+    async with replayer(converter).workflow_replay_iterator(_aiter(histories)) as results:
         async for result in results:
-            group = group_of(result.history)
+            group = group_of(result.history, converter)
             report.replayed[group] = report.replayed.get(group, 0) + 1
             report.workflow_ids.append(result.history.workflow_id)
             if result.replay_failure is not None:
@@ -144,7 +150,8 @@ async def replay_recent(
     running under a name this code no longer has, and segment runs, unless `journeys` names
     some) from `client`'s namespace and replay them."""
     loaded = [j.name for j in registry.load_modules(list(journey_modules))]
-    return await replay(_fetch(client, journeys, loaded, limit, since, running), journey_modules)
+    histories = _fetch(client, journeys, loaded, limit, since, running)
+    return await replay(histories, journey_modules, client.data_converter)
 
 
 def load_history(path: Path) -> WorkflowHistory:
@@ -187,7 +194,12 @@ async def run_command(
                 histories.append(load_history(path))
             except ValueError as err:  # an index or other JSON beside the histories
                 print(f"note: skipping {path}: not a workflow history ({err})")
-        report = await replay(histories, modules)
+        try:
+            converter = data_converter(settings)
+        except PayloadKeyError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        report = await replay(histories, modules, converter)
         source = f"{len(histories)} files"
     else:
         from starter.client import connect
@@ -195,6 +207,9 @@ async def run_command(
         source = f"{settings.temporal_address} (namespace {settings.temporal_namespace})"
         try:
             client = await connect(settings)
+        except PayloadKeyError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         except RuntimeError as err:
             print(f"error: cannot reach Temporal at {source}: {err}", file=sys.stderr)
             return 2
@@ -222,16 +237,22 @@ async def run_command(
     return 0
 
 
-def group_of(history: WorkflowHistory) -> str:
-    """The journey a history ran (from its start input), or its workflow type."""
+def group_of(history: WorkflowHistory, converter: DataConverter = pydantic_data_converter) -> str:
+    """The journey a history ran (from its start input, decrypted with `converter`'s codec), or
+    its workflow type."""
     started = history.events[0].workflow_execution_started_event_attributes
     kind = started.workflow_type.name
     if kind != JOURNEY:
         return kind
     try:
-        [input] = pydantic_data_converter.payload_converter.from_payloads(
-            list(started.input.payloads), [JourneyInput]
-        )
+        payloads = list(started.input.payloads)
+        decode = getattr(converter.payload_codec, "decode_sync", None)  # starter/codec.py's
+        if decode is not None:
+            payloads = decode(payloads)
+        [input] = converter.payload_converter.from_payloads(payloads, [JourneyInput])
+    except PayloadDecodeError:  # not these keys: the journey's name is in its workflow ID
+        name = history.workflow_id.partition(":")[0]
+        return name if _NAME.match(name) else "Journey (encrypted input)"
     except Exception:  # a history from code older than today's input model
         return "Journey (unreadable input)"
     return str(input.journey)
@@ -316,13 +337,27 @@ def _failure(group: str, history: WorkflowHistory, err: Exception) -> ReplayFail
     known = group in registry.names() or group == SEGMENT_ENTRY
     if not known:
         error += f" (no journey {group!r} in this code: removed or renamed while it still runs?)"
+    nondeterministic = isinstance(err, workflow.NondeterminismError)
+    if not nondeterministic and error.endswith(_UNDECODABLE):
+        # Core matches local activities by sequence number only: where the code asks for
+        # another write than the history made there, the recorded result reaches the wrong call
+        # and does not decode. The code takes another path than the history: non-determinism.
+        nondeterministic = True
+        error += (
+            " (a recorded activity result does not fit what this code asks for at that point:"
+            " it takes another path than the history, or a model no longer reads it)"
+        )
     return ReplayFailure(
         group=group,
         workflow_id=history.workflow_id,
         run_id=history.run_id,
         error=error,
-        nondeterministic=isinstance(err, workflow.NondeterminismError),
+        nondeterministic=nondeterministic,
     )
+
+
+_UNDECODABLE = "Failed decoding arguments"
+"""The SDK's error when a recorded payload does not decode as what the code expects."""
 
 
 def _local_activity_type(history: WorkflowHistory, seq: int) -> str | None:

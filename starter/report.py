@@ -1,31 +1,47 @@
 """Each journey's results against its holdout: the numbers behind `journeys report` and /dashboard.
 
 Everything comes from what the activities recorded: one `journey_runs` row per entry (group,
-outcome, goal time, revenue) and one `journey_steps` row per step a run reached (sent, held
-out, skipped with its reason, failed). A conversion is a run the engine closed as
-"converted": its goal arrived inside the journey's attribution window. Runs still inside their
-window count in their group's size and not (yet) as conversions, in both groups alike.
+entry event, outcome, goal time, revenue), one `journey_steps` row per step a run reached (sent,
+held out, skipped with its reason, failed) and one `journey_refusals` row per trigger refused
+inside a re-entry window.
+
+The unit is the entry, not the user: a user who re-enters after the journey's re-entry window
+counts once per entry, in the group their user ID hashes to. A conversion is an entry the engine
+closed as "converted": its goal arrived inside the journey's attribution window. Entries still
+inside their window count in their group and not (yet) as conversions, in both groups alike.
+Suppressed entries (decided at entry, in both groups alike) and failed ones (a definition
+error) are in neither group: they are counted beside the test, as refusals are. Users who never
+entered (a cart bought inside its inaction window) have no row, so nothing to leave out.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Table, and_, case, func, select
+from sqlalchemy import ColumnElement, Row, Table, and_, case, distinct, func, or_, select
 
-from activities.store import JourneyRun, JourneyStepRow, Store
+from activities.store import JourneyRefusal, JourneyRun, JourneyStepRow, Store
 from starter import stats
 from workflows.errors import UnknownJourneyError
 from workflows.identity import user_key
-from workflows.journey import Journey, human_duration
+from workflows.journey import ANY_EVENT, Goal, Journey, human_duration
 
 RUNS: Table = JourneyRun.__table__  # type: ignore[attr-defined]
 STEPS: Table = JourneyStepRow.__table__  # type: ignore[attr-defined]
+REFUSALS: Table = JourneyRefusal.__table__  # type: ignore[attr-defined]
 QUIET_HOURS_PREFIX = "quiet hours before "
 REACHED = ("sent", "unknown", "held_out", "skipped", "failed")
+LEFT_OUT = ("suppressed", "failed")
+"""Outcomes that take an entry out of both groups: not a user the journey is for, or a broken
+definition. An exit for a reason found after entry ("exited") stays in: leaving those out of
+one group only would unbalance the test."""
+GROUPS = ("treatment", "holdout")
 
 
 class Interval(BaseModel):
@@ -33,16 +49,41 @@ class Interval(BaseModel):
     high: float
 
 
-class GroupResult(BaseModel):
-    """One arm of the test."""
+class Conversions(BaseModel):
+    """Entries and the conversions among them."""
 
-    size: int = 0
+    entries: int = 0
     converted: int = 0
     rate: float | None = None
+
+
+class GroupResult(Conversions):
+    """One arm of the test, counted in entries (a user who re-entered counts once per entry)."""
+
+    users: int = 0
+    """Distinct users behind `entries`."""
     revenue: float = 0.0
-    revenue_per_user: float | None = None
+    revenue_per_entry: float | None = None
     in_window: int = 0
     """Entered and still inside the attribution window: may yet convert."""
+    early_converted: int | None = None
+    """Converted within the goal's early window (None: the journey has none)."""
+    early_rate: float | None = None
+    """`early_converted` over the entries whose goal has an early window (all, unless entry
+    paths' goals differ)."""
+    median_time_to_convert: timedelta | None = None
+    """From entry to goal, over the converted entries."""
+
+
+class EntryPath(BaseModel):
+    """The entries that came in by one event ("Segment Entered" for a segment run): paths
+    into one journey may differ in who enters and what their goal is."""
+
+    entry_event: str | None
+    goal: str | None = None
+    """The path's goal, where the journey's goal depends on the entry (win-back)."""
+    treatment: Conversions = Conversions()
+    holdout: Conversions = Conversions()
 
 
 class StepResult(BaseModel):
@@ -59,15 +100,26 @@ class StepResult(BaseModel):
     deferred_quiet_hours: int = 0
     """Held until the user's quiet hours ended (then sent, skipped or ended by the goal)."""
     conversions_after_treatment: int = 0
-    """Treatment runs that reached this step and converted after it."""
+    """Treatment entries that reached this step and converted after it."""
     conversions_after_holdout: int = 0
 
 
 class JourneyReport(BaseModel):
     journey: str
     attribution_window: str | None = None
+    early_window: str | None = None
+    """The goal's shorter window (seed 003: 24 h for cart recovery, 7 d for re-engagement)."""
     holdout_share: float | None = None
-    entered: int = 0
+    entries: int = 0
+    """Entries in the test (both groups): suppressed and failed ones are not."""
+    suppressed: int = 0
+    """Entries found at entry not to be ones the journey is for: in neither group."""
+    failed: int = 0
+    """Entries stopped by an error in the journey's definition: in neither group."""
+    refused: int = 0
+    """Triggers refused inside the re-entry window (by refusal time under `since`): no entry,
+    in neither group."""
+    refused_by_reason: dict[str, int] = {}
     treatment: GroupResult = GroupResult()
     holdout: GroupResult = GroupResult()
     absolute_lift: float | None = None
@@ -77,11 +129,16 @@ class JourneyReport(BaseModel):
     p_value: float | None = None
     significant: bool = False
     """The 95 % interval of the absolute lift excludes zero and the groups are large enough."""
+    early_absolute_lift: float | None = None
+    """The lift in conversion within the early window."""
+    early_absolute_lift_ci: Interval | None = None
     incremental_revenue: float | None = None
     incremental_revenue_ci: Interval | None = None
     warning: str | None = None
     exits: dict[str, int] = {}
-    """How runs ended, as outcome or outcome:reason (suppressed:low_cart_value, ...)."""
+    """How entries ended, as outcome or outcome:reason (suppressed:low_cart_value, ...)."""
+    by_entry: list[EntryPath] = []
+    """Entries and conversions per entry event, most entries first."""
     steps: list[StepResult] = []
 
 
@@ -122,80 +179,198 @@ def _journeys_with_runs(store: Store) -> list[str]:
         return sorted(conn.execute(query).scalars())
 
 
-def _journey_report(
-    store: Store, name: str, cls: type[Journey] | None, since: datetime | None
-) -> JourneyReport:
-    runs = RUNS.c
-    where = [runs.journey == name]
+@dataclass
+class _Arm:
+    """One group's sums while the report adds up its entry paths."""
+
+    entries: int = 0
+    converted: int = 0
+    revenue: float = 0.0
+    squares: float = 0.0
+    open: int = 0
+    early_entries: int = 0
+    early_converted: int = 0
+    times: list[timedelta] = field(default_factory=list)
+
+    def result(self, users: int, early: bool) -> GroupResult:
+        return GroupResult(
+            entries=self.entries,
+            users=users,
+            converted=self.converted,
+            rate=stats.rate(self.converted, self.entries),
+            revenue=round(self.revenue, 2),
+            revenue_per_entry=self.revenue / self.entries if self.entries else None,
+            in_window=self.open,
+            early_converted=self.early_converted if early else None,
+            early_rate=stats.rate(self.early_converted, self.early_entries) if early else None,
+            median_time_to_convert=statistics.median(self.times) if self.times else None,
+        )
+
+
+@dataclass
+class _Rows:
+    """What the report reads of one journey, in one connection."""
+
+    paths: list[Row[Any]]
+    """(group, entry event, entries, conversions, revenue, revenue squared, still open)"""
+    users: dict[str, int]
+    conversions: list[Row[Any]]
+    """(group, entry event, entered at, goal at), one per converted entry."""
+    exits: list[Row[Any]]
+    refusals: list[Row[Any]]
+
+
+def _read(store: Store, name: str, since: datetime | None) -> _Rows:
+    runs, refusals = RUNS.c, REFUSALS.c
+    where: list[ColumnElement[bool]] = [runs.journey == name]
+    refused_where: list[ColumnElement[bool]] = [refusals.journey == name]
     if since is not None:
         where.append(runs.entered_at >= since)
+        refused_where.append(refusals.at >= since)
+    counted = or_(runs.outcome.is_(None), runs.outcome.not_in(LEFT_OUT))
     converted = runs.outcome == "converted"
     revenue = func.coalesce(case((converted, runs.revenue), else_=0.0), 0.0)
-    groups = (
+    paths = (
         select(
             runs.group,
+            runs.entry_event,
             func.count(),
             func.sum(case((converted, 1), else_=0)),
             func.coalesce(func.sum(revenue), 0.0),
             func.coalesce(func.sum(revenue * revenue), 0.0),
             func.sum(case((runs.outcome.is_(None), 1), else_=0)),
         )
-        .where(*where)
+        .where(*where, counted)
+        .group_by(runs.group, runs.entry_event)
+    )
+    users = (
+        select(runs.group, func.count(distinct(runs.user_id)))
+        .where(*where, counted)
         .group_by(runs.group)
+    )
+    conversions = select(runs.group, runs.entry_event, runs.entered_at, runs.goal_at).where(
+        *where, converted, runs.goal_at.is_not(None)
     )
     exits = (
         select(runs.outcome, runs.outcome_reason, func.count())
         .where(*where, runs.outcome.is_not(None))
         .group_by(runs.outcome, runs.outcome_reason)
     )
+    refused = select(refusals.reason, func.count()).where(*refused_where).group_by(refusals.reason)
     with store.engine.connect() as conn:
-        by_group = {row[0]: row[1:] for row in conn.execute(groups)}
-        exit_rows = list(conn.execute(exits))
+        return _Rows(
+            paths=list(conn.execute(paths)),
+            users={group: int(n) for group, n in conn.execute(users)},
+            conversions=list(conn.execute(conversions)),
+            exits=list(conn.execute(exits)),
+            refusals=list(conn.execute(refused)),
+        )
+
+
+def _journey_report(
+    store: Store, name: str, cls: type[Journey] | None, since: datetime | None
+) -> JourneyReport:
+    rows = _read(store, name, since)
     report = JourneyReport(journey=name)
+    early_windows: list[timedelta] = []
     if cls is not None:
         report.holdout_share = cls.holdout
         if cls.goal is not None:
             report.attribution_window = human_duration(cls.goal.within)
+        early_windows = sorted({g.early for g in cls.goals() if g.early is not None})
+        if early_windows:
+            report.early_window = " / ".join(human_duration(w) for w in early_windows)
 
-    sums: dict[str, tuple[float, float]] = {}
-    for group in ("treatment", "holdout"):
-        size, conv, total, squares, open_runs = by_group.get(group, (0, 0, 0.0, 0.0, 0))
-        size, conv = int(size or 0), int(conv or 0)
-        total, squares = float(total or 0), float(squares or 0)
-        sums[group] = (total, squares)
-        setattr(
-            report,
-            group,
-            GroupResult(
-                size=size,
-                converted=conv,
-                rate=stats.rate(conv, size),
-                revenue=round(total, 2),
-                revenue_per_user=total / size if size else None,
-                in_window=int(open_runs or 0),
-            ),
-        )
-    t, h = report.treatment, report.holdout
-    report.entered = t.size + h.size
-    lift = stats.lift(t.converted, t.size, h.converted, h.size)
+    def goal_of(entry: str | None) -> Goal | None:
+        """The goal of the path `entry`: win-back's differ by the way in."""
+        return cls.goal_for(entry) if cls is not None else None
+
+    arms = {group: _Arm() for group in GROUPS}
+    by_entry: dict[str | None, EntryPath] = {}
+    for group, entry, count, conv, total, squares, open_runs in rows.paths:
+        if group not in arms:
+            continue
+        count, conv = int(count), int(conv or 0)
+        arm = arms[group]
+        arm.entries += count
+        arm.converted += conv
+        arm.revenue += float(total or 0)
+        arm.squares += float(squares or 0)
+        arm.open += int(open_runs or 0)
+        goal = goal_of(entry)
+        if goal is not None and goal.early is not None:
+            arm.early_entries += count
+        if entry not in by_entry:
+            own = cls is not None and goal is not None and goal is not cls.goal
+            by_entry[entry] = EntryPath(entry_event=entry, goal=_goal_text(goal) if own else None)
+        counts = Conversions(entries=count, converted=conv, rate=stats.rate(conv, count))
+        setattr(by_entry[entry], group, counts)
+    for group, entry, entered_at, goal_at in rows.conversions:
+        if group not in arms:
+            continue
+        took = _utc(goal_at) - _utc(entered_at)
+        arms[group].times.append(took)
+        goal = goal_of(entry)
+        if goal is not None and goal.early is not None and took <= goal.early:
+            arms[group].early_converted += 1
+
+    t_arm, h_arm = arms["treatment"], arms["holdout"]
+    early = bool(early_windows)
+    t = report.treatment = t_arm.result(rows.users.get("treatment", 0), early)
+    h = report.holdout = h_arm.result(rows.users.get("holdout", 0), early)
+    report.entries = t.entries + h.entries
+    lift = stats.lift(t.converted, t.entries, h.converted, h.entries)
     report.absolute_lift, report.relative_lift = lift.absolute, lift.relative
     report.absolute_lift_ci = _interval(lift.absolute_ci)
     report.relative_lift_ci = _interval(lift.relative_ci)
     report.p_value = lift.p_value
-    money = stats.revenue(*sums["treatment"], t.size, *sums["holdout"], h.size)
+    if early:
+        early_lift = stats.lift(
+            t_arm.early_converted, t_arm.early_entries, h_arm.early_converted, h_arm.early_entries
+        )
+        report.early_absolute_lift = early_lift.absolute
+        report.early_absolute_lift_ci = _interval(early_lift.absolute_ci)
+    money = stats.revenue(
+        t_arm.revenue, t_arm.squares, t.entries, h_arm.revenue, h_arm.squares, h.entries
+    )
     report.incremental_revenue = money.incremental
     report.incremental_revenue_ci = _interval(money.incremental_ci)
-    report.warning = stats.too_small(t.converted, t.size, h.converted, h.size)
+    report.warning = stats.too_small(t.converted, t.entries, h.converted, h.entries)
     report.significant = (
         report.warning is None
         and lift.absolute_ci is not None
         and not lift.absolute_ci.contains(0.0)
     )
-    for outcome, reason, count in exit_rows:
+
+    for outcome, reason, count in rows.exits:
         key = outcome if not reason or outcome == "converted" else f"{outcome}:{reason}"
         report.exits[key] = report.exits.get(key, 0) + int(count)
+        if outcome == "suppressed":
+            report.suppressed += int(count)
+        elif outcome == "failed":
+            report.failed += int(count)
+    for reason, count in rows.refusals:
+        report.refused_by_reason[reason] = report.refused_by_reason.get(reason, 0) + int(count)
+    report.refused = sum(report.refused_by_reason.values())
+    report.by_entry = sorted(
+        by_entry.values(),
+        key=lambda p: (-(p.treatment.entries + p.holdout.entries), p.entry_event or ""),
+    )
     report.steps = _steps(store, name, since)
     return report
+
+
+def _goal_text(goal: Goal | None) -> str | None:
+    """ "Subscription Started within 90d", for a path whose goal is not the journey's."""
+    if goal is None:
+        return None
+    events = " or ".join("any event" if e == ANY_EVENT else e for e in goal.events)
+    return f"{events} within {human_duration(goal.within)}"
+
+
+def _utc(when: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they were written in UTC."""
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _steps(store: Store, name: str, since: datetime | None) -> list[StepResult]:
@@ -273,15 +448,21 @@ def render_text(report: Report) -> str:
     for j in report.journeys:
         out.append("")
         window = f", attribution window {j.attribution_window}" if j.attribution_window else ""
-        out.append(f"{j.journey}: {j.entered} entered{window}")
-        out.append(
-            f"  {'group':<10} {'users':>8} {'converted':>10} {'rate':>8} {'revenue/user':>13}"
-        )
+        if j.early_window:
+            window += f", early window {j.early_window}"
+        out.append(f"{j.journey}: {j.entries} entries{window}")
+        early = j.early_window is not None
+        head = f"  {'group':<10} {'entries':>8} {'users':>8} {'converted':>10} {'rate':>8}"
+        head += f" {'revenue/entry':>14}"
+        out.append(head + (f" {'early conv.':>12} {'early rate':>11}" if early else ""))
         for label, g in (("treatment", j.treatment), ("holdout", j.holdout)):
-            out.append(
-                f"  {label:<10} {g.size:>8} {g.converted:>10} {percent(g.rate):>8} "
-                f"{money(g.revenue_per_user):>13}"
+            row = (
+                f"  {label:<10} {g.entries:>8} {g.users:>8} {g.converted:>10} "
+                f"{percent(g.rate):>8} {money(g.revenue_per_entry):>14}"
             )
+            if early:
+                row += f" {g.early_converted or 0:>12} {percent(g.early_rate):>11}"
+            out.append(row)
         open_runs = j.treatment.in_window + j.holdout.in_window
         if open_runs:
             out.append(f"  {open_runs} still inside their attribution window")
@@ -291,12 +472,32 @@ def render_text(report: Report) -> str:
             f"relative {signed_percent(j.relative_lift)} ({relative}), "
             f"p {p_phrase(j.p_value)}{'  significant' if j.significant else ''}"
         )
+        if early:
+            out.append(
+                f"  lift within {j.early_window}: {points(j.early_absolute_lift)} "
+                f"({_ci(j.early_absolute_lift_ci, points)})"
+            )
+        if j.treatment.median_time_to_convert or j.holdout.median_time_to_convert:
+            out.append(
+                "  median time to convert: "
+                f"treatment {_duration(j.treatment.median_time_to_convert)}, "
+                f"holdout {_duration(j.holdout.median_time_to_convert)}"
+            )
         out.append(
             f"  incremental revenue: {money(j.incremental_revenue)} "
             f"({_ci(j.incremental_revenue_ci, money)})"
         )
         if j.warning:
             out.append(f"  ! {j.warning}")
+        for path in j.by_entry:
+            goal = f"; goal {path.goal}" if path.goal else ""
+            out.append(
+                f"  entered by {path.entry_event or 'unknown'}: "
+                f"treatment {_share(path.treatment)}, holdout {_share(path.holdout)}{goal}"
+            )
+        left_out = outside_groups(j)
+        if left_out:
+            out.append(f"  in neither group: {left_out}")
         if j.exits:
             out.append("  exits: " + ", ".join(f"{k} {v}" for k, v in sorted(j.exits.items())))
         if j.steps:
@@ -317,6 +518,25 @@ def render_text(report: Report) -> str:
                     + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
                 )
     return "\n".join(line.rstrip() for line in out).lstrip("\n") + "\n"
+
+
+def outside_groups(j: JourneyReport) -> str:
+    """ "3 suppressed, 1 failed, 12 triggers refused (reentry_window 12)", or "" for none."""
+    parts = [f"{n} {what}" for n, what in ((j.suppressed, "suppressed"), (j.failed, "failed")) if n]
+    if j.refused:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(j.refused_by_reason.items()))
+        parts.append(
+            f"{j.refused} {'trigger' if j.refused == 1 else 'triggers'} refused ({reasons})"
+        )
+    return ", ".join(parts)
+
+
+def _share(c: Conversions) -> str:
+    return f"{c.converted}/{c.entries} {percent(c.rate)}"
+
+
+def _duration(value: timedelta | None) -> str:
+    return "-" if value is None else human_duration(value)
 
 
 def percent(value: float | None) -> str:

@@ -3,7 +3,10 @@
 A trigger event reaches its journey by signal-with-start (one workflow per journey and user, so
 a running journey gets the signal and a new one starts otherwise). Any other event a journey
 declares interest in (goal, `@on` handlers, `listens`) is signalled to that user's running
-journey, and skipped when none runs. Returns only after Temporal has accepted every call.
+journey, and skipped when none runs. A journey whose goal is `ANY_EVENT` (a dormant user coming
+back) gets every other event of a user only while that user has an open run entered the way
+that goal applies to: the receipt's transaction looks the open runs up (Store._record), so
+the other users' events cost it no call. Returns only after Temporal has accepted every call.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.store import ProfileRow, ProfileView, Store
 from workflows.engine import JourneyWorkflow
 from workflows.identity import start_attributes, workflow_id
-from workflows.journey import Journey
+from workflows.journey import ANY_EVENT, Journey
 from workflows.models import Event, JourneyInput, Profile
 
 
@@ -48,8 +51,15 @@ class Router:
         self.task_queue = task_queue
         self._by_event: dict[str, list[type[Journey]]] = {}
         for journey in journeys:
-            for name in journey.events_of_interest():
+            for name in journey.events_of_interest() - {ANY_EVENT}:
                 self._by_event.setdefault(name, []).append(journey)
+        self._any_event = {
+            journey.name: journey
+            for journey in journeys
+            if any(ANY_EVENT in goal.events for goal in journey.goals())
+        }
+        self.any_event_journeys = frozenset(self._any_event)
+        """Journeys an event of any name may reach, through the user's open run."""
 
     def concerns(self, event_name: str) -> bool:
         """Whether any journey starts on or listens for this event (else there is no routing)."""
@@ -60,13 +70,20 @@ class Router:
         event: Event,
         profile: ProfileRow | ProfileView | None = None,
         count: int | None = None,
+        open_runs: tuple[tuple[str, str | None], ...] = (),
     ) -> list[Delivery]:
         """Deliver `event` to every journey it concerns; raises if Temporal refuses any call.
 
         `profile` is the user's profile when the caller has just read it, `count` how many
-        such events the user has sent (this one included); else they are loaded.
+        such events the user has sent (this one included); else they are loaded. `open_runs`
+        are the user's open runs (journey, entry event) among `any_event_journeys`.
         """
-        interested = self._by_event.get(event.name, [])
+        interested = list(self._by_event.get(event.name, []))
+        for name, entry in open_runs:
+            journey = self._any_event.get(name)
+            goal = journey.goal_for(entry) if journey is not None else None
+            if journey not in interested and goal is not None and goal.matches(event):
+                interested.append(journey)
         if not interested:
             return []
         row = profile or await asyncio.to_thread(self.store.get_profile, event.user_id)

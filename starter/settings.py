@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -23,7 +25,9 @@ class Settings(BaseSettings):
     api_port: int = 8000
     data_dir: Path = Path("data")
     task_queue: str = "journeys"
-    journey_modules: list[str] = ["workflows.journeys"]
+    journey_modules: Annotated[list[str], NoDecode] = ["workflows.journeys"]
+    """Modules or packages whose journeys are loaded: a JSON list, or names separated by commas."""
+    """Modules whose journeys are loaded; a package loads every module in it (recursively)."""
     temporal_address: str = Field(
         "localhost:7233",
         validation_alias=AliasChoices("TEMPORAL_ADDRESS", "JOURNEYS_TEMPORAL_ADDRESS"),
@@ -39,10 +43,26 @@ class Settings(BaseSettings):
 
     # Delivery ---------------------------------------------------------------------------------
     email_provider: Literal[
-        "outbox", "smtp", "sendgrid", "postmark", "mailchimp", "klaviyo", "webhook"
+        "outbox",
+        "smtp",
+        "sendgrid",
+        "postmark",
+        "mailchimp",
+        "klaviyo",
+        "activecampaign",
+        "webhook",
     ] = "outbox"
     provider_api_key: SecretStr | None = None
     provider_base_url: str | None = None
+    activecampaign_account_id: str | None = None
+    """ActiveCampaign Event Tracking's `actid` (Settings > Tracking > Event Tracking)."""
+    activecampaign_event_key: SecretStr | None = None
+    """ActiveCampaign Event Tracking's event key."""
+    activecampaign_tracking_url: str = "https://trackcmp.net/event"
+    """ActiveCampaign's Event Tracking API; set only for a test or staging server."""
+    activecampaign_fields: dict[str, str] = {}
+    """Context values copied to ActiveCampaign custom fields at each step, as JSON {context key:
+    field ID}, e.g. JOURNEYS_ACTIVECAMPAIGN_FIELDS='{"cart_url": "12", "subject": "13"}'."""
     smtp_host: str = "localhost"
     smtp_port: int = 587
     smtp_username: str | None = None
@@ -55,6 +75,10 @@ class Settings(BaseSettings):
     company_name: str = "journeys"
     postal_address: str | None = None
     templates_dir: Path = Path("templates")
+    """The shipped templates (`_layout.html`, the shipped journeys'), or a complete copy."""
+    templates_dirs: str = ""
+    """A team's own template folders, os.pathsep-separated (`a:b`), searched first: a journey
+    package ships only its own journeys' templates; see `template_folders`."""
     public_url: str = "http://127.0.0.1:8000"
     """Where recipients reach the API: unsubscribe links are built on it."""
     secret_key: SecretStr | None = None
@@ -82,8 +106,48 @@ class Settings(BaseSettings):
     standard_webhook_secret: SecretStr | None = None
     segment_secret: SecretStr | None = None
 
+    # Payload encryption (starter/codec.py) -----------------------------------------------------
+    payload_keys: SecretStr | None = None
+    """AES-256-GCM keys for every payload journeys write into Temporal histories:
+    `key_id:base64(32 bytes)`, comma-separated; the first encrypts, each one decrypts the
+    payloads that name its key ID (rotation). Unset: the key `journeys dev` keeps in the data
+    folder (`payload_keys`), if there is one; else payloads are stored in clear."""
+
+    @field_validator("journey_modules", mode="before")
+    @classmethod
+    def _module_names(cls, value: object) -> object:
+        """`["acme.journeys"]` as before, or the plain `acme.journeys,acme.more` people type."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [name.strip() for name in text.split(",") if name.strip()]
+
+    def team_template_folders(self) -> list[Path]:
+        """JOURNEYS_TEMPLATES_DIRS, folder by folder."""
+        return [Path(f) for f in self.templates_dirs.split(os.pathsep) if f.strip()]
+
+    def template_folders(self) -> list[Path]:
+        """Where templates are looked up, in order: JOURNEYS_TEMPLATES_DIRS, JOURNEYS_TEMPLATES_DIR,
+        then the shipped folder of this checkout, so `_layout.html` and the shipped journeys'
+        templates are found whatever folder the command runs in (the first folder with a file
+        wins)."""
+        folders = [*self.team_template_folders(), self.templates_dir]
+        if (SHIPPED_TEMPLATES / "_layout.html").is_file():
+            folders.append(SHIPPED_TEMPLATES)
+        unique: dict[Path, Path] = {}
+        for folder in folders:
+            unique.setdefault(folder.resolve(), folder)
+        return list(unique.values())
+
     def temporal_ui(self) -> str:
         return (self.temporal_ui_url or f"http://localhost:{self.temporal_ui_port}").rstrip("/")
+
+
+SHIPPED_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+"""The templates beside the code in a checkout (`pip install -e`). An installed copy has none
+there; the image runs in the folder that holds them (JOURNEYS_TEMPLATES_DIR's default)."""
 
 
 def secret_key(settings: Settings) -> str | None:
@@ -102,19 +166,91 @@ class MissingSecretKey(RuntimeError):
     """Unsubscribe links would reach recipients signed with a key anyone can read."""
 
 
+class InsecureSettings(RuntimeError):
+    """The API would serve open: an empty API key, or none beyond loopback."""
+
+
 def signing_key(settings: Settings) -> str:
     """The key unsubscribe links are signed and checked with: `secret_key(settings)`, else the
-    development key while JOURNEYS_PUBLIC_URL is on loopback; MissingSecretKey otherwise, since
-    links signed with a published key let anyone unsubscribe anyone."""
+    development key while both JOURNEYS_PUBLIC_URL and the API's listening host
+    (JOURNEYS_API_HOST) are on loopback; MissingSecretKey otherwise, since links signed with a
+    published key let anyone who reaches the API unsubscribe anyone."""
     key = secret_key(settings)
     if key is not None:
         return key
-    if is_loopback(urlsplit(settings.public_url).hostname or ""):
-        return DEVELOPMENT_KEY
-    raise MissingSecretKey(
-        f"set JOURNEYS_SECRET_KEY: unsubscribe links to {settings.public_url} must not be "
-        "signed with the development key"
-    )
+    if not is_loopback(urlsplit(settings.public_url).hostname or ""):
+        raise MissingSecretKey(
+            f"set JOURNEYS_SECRET_KEY: unsubscribe links to {settings.public_url} must not be "
+            "signed with the development key"
+        )
+    if not is_loopback(settings.api_host):
+        raise MissingSecretKey(
+            f"set JOURNEYS_SECRET_KEY: the API listens on {settings.api_host}, beyond this "
+            "machine, where anyone could forge unsubscribe links signed with the development key"
+        )
+    return DEVELOPMENT_KEY
+
+
+MIN_SECRET_LENGTH = 16
+"""The fewest characters a key or secret we accept may have (`journeys dev` generates 32 and
+more; Shopify, Stripe and Standard Webhooks secrets are longer): an empty or short one is
+refused at start, never taken as "no key"."""
+
+CHECKED_SECRETS = {
+    "api_key": "JOURNEYS_API_KEY",
+    "secret_key": "JOURNEYS_SECRET_KEY",
+    "shopify_secret": "JOURNEYS_SHOPIFY_SECRET",
+    "stripe_secret": "JOURNEYS_STRIPE_SECRET",
+    "standard_webhook_secret": "JOURNEYS_STANDARD_WEBHOOK_SECRET",
+    "segment_secret": "JOURNEYS_SEGMENT_SECRET",
+}
+"""The secrets the API checks callers with, and the variables that set them."""
+
+
+def weak_secrets(settings: Settings) -> list[str]:
+    """Each of CHECKED_SECRETS (and the secret key `journeys dev` keeps) that is set but empty
+    or shorter than MIN_SECRET_LENGTH, as a sentence naming it; never its value."""
+    found = {
+        variable: getattr(settings, name).get_secret_value()
+        for name, variable in CHECKED_SECRETS.items()
+        if getattr(settings, name) is not None
+    }
+    kept = settings.data_dir / "secret_key"
+    if settings.secret_key is None and kept.is_file():
+        found[f"the kept secret key {kept}"] = kept.read_text()
+    problems = []
+    for variable, value in found.items():
+        length = len(value.strip())
+        if length >= MIN_SECRET_LENGTH:
+            continue
+        what = "empty" if length == 0 else f"{length} characters"
+        if variable.startswith("the kept"):
+            fix = "delete it, and `journeys dev` makes a new one"
+        elif variable.endswith("_SECRET"):  # a sender's: copy all of it, or turn the source off
+            fix = f"set the whole secret the sender shows (at least {MIN_SECRET_LENGTH} "
+            fix += "characters), or unset it to turn the source off"
+        else:
+            fix = f"use at least {MIN_SECRET_LENGTH} characters (`python -c 'import secrets; "
+            fix += "print(secrets.token_urlsafe(32))'` makes one), or unset it"
+        problems.append(f"{variable} is set but {what}: {fix}")
+    return problems
+
+
+def serving_problems(settings: Settings) -> list[str]:
+    """Why the API must not serve with these settings, one sentence each (empty when it may):
+    a weak secret (`weak_secrets`), no API key beyond loopback, and unsubscribe links no real
+    key would sign (`signing_key`)."""
+    problems = weak_secrets(settings)
+    if settings.api_key is None and not is_loopback(settings.api_host):
+        problems.append(
+            f"JOURNEYS_API_KEY is not set and the API listens on {settings.api_host}, beyond "
+            "this machine: set a key, or bind to 127.0.0.1"
+        )
+    try:
+        signing_key(settings)
+    except MissingSecretKey as err:
+        problems.append(str(err))
+    return problems
 
 
 def is_loopback(host: str) -> bool:

@@ -3,7 +3,7 @@
 Normal approximations, as every growth team's calculator uses them: the unpooled (Wald)
 interval for the difference of two proportions, the pooled two-proportion z-test for its
 p-value, Katz's log interval for the relative lift, and Welch's interval for the difference of
-mean revenue per user. They are only trusted once the groups are large enough, which is why
+mean revenue per entry. They are only trusted once the groups are large enough, which is why
 `too_small` exists and the report prints its warning until then.
 """
 
@@ -17,7 +17,7 @@ CONFIDENCE = 0.95
 Z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)  # 1.96
 
 MIN_GROUP = 100
-"""Fewer users than this in either group: too small to tell, whatever the numbers say."""
+"""Fewer entries than this in either group: too small to tell, whatever the numbers say."""
 MIN_CONVERSIONS = 5
 """Fewer conversions (or non-conversions) than this in a group: the normal approximation fails."""
 
@@ -79,19 +79,19 @@ def lift(conv_t: int, n_t: int, conv_h: int, n_h: int) -> Lift:
 
 @dataclass(frozen=True)
 class Revenue:
-    """Revenue per entered user (non-buyers count as 0) and what the journey added."""
+    """Revenue per entry (entries without a purchase count as 0) and what the journey added."""
 
-    per_user_treatment: float | None
-    per_user_holdout: float | None
+    per_entry_treatment: float | None
+    per_entry_holdout: float | None
     incremental: float | None
-    """(Per-user treatment - per-user holdout) x treatment size: revenue the sends caused."""
+    """(Per-entry treatment - per-entry holdout) x treatment entries: revenue the sends caused."""
     incremental_ci: Interval | None
 
 
 def revenue(
     sum_t: float, sum_sq_t: float, n_t: int, sum_h: float, sum_sq_h: float, n_h: int
 ) -> Revenue:
-    """From each group's revenue total and sum of squares (one row per user, 0 for none)."""
+    """From each group's revenue total and sum of squares (one row per entry, 0 for none)."""
     if not n_t or not n_h:
         return Revenue(sum_t / n_t if n_t else None, sum_h / n_h if n_h else None, None, None)
     mean_t, mean_h = sum_t / n_t, sum_h / n_h
@@ -108,7 +108,7 @@ def revenue(
 def too_small(conv_t: int, n_t: int, conv_h: int, n_h: int) -> str | None:
     """Why the groups cannot tell yet, or None once the approximation holds."""
     if min(n_t, n_h) < MIN_GROUP:
-        return f"too small to tell: each group needs at least {MIN_GROUP} users"
+        return f"too small to tell: each group needs at least {MIN_GROUP} entries"
     for name, conv, n in (("treatment", conv_t, n_t), ("holdout", conv_h, n_h)):
         if conv < MIN_CONVERSIONS or n - conv < MIN_CONVERSIONS:
             return (

@@ -7,7 +7,6 @@ form body `List-Unsubscribe=One-Click`; people who click the link in the email g
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from html import escape
 
 from fastapi import APIRouter, Request
@@ -63,10 +62,7 @@ async def unsubscribe(token: str, request: Request) -> HTMLResponse:
         user_id, journey = read_token(_secret(request), token)
     except InvalidUnsubscribeToken:
         return _invalid()
-    traits = {
-        "unsubscribed": True,
-        "unsubscribed_at": datetime.now(UTC).isoformat(),
-        "unsubscribed_from": journey,
-    }
-    await asyncio.to_thread(request.app.state.store.upsert_profile, user_id, traits=traits)
+    # Kept apart from traits (profiles.email_unsubscribed_at), where no identify can undo it.
+    store = request.app.state.store
+    await asyncio.to_thread(store.set_subscription, user_id, False, journey)
     return _page("You are unsubscribed", "<p>You will get no more marketing emails from us.</p>")

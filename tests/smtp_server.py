@@ -25,6 +25,8 @@ class Mailbox:
     `rcpt_reply` / `data_reply` to refuse instead (e.g. "550 5.1.1 no such user")."""
 
     received: list[EmailMessage] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+    """Each message's bytes exactly as they came over DATA (what a mailbox provider reads)."""
     hold: float = 0.0
     rcpt_reply: str | None = None
     data_reply: str | None = None
@@ -44,6 +46,7 @@ class Mailbox:
             return self.data_reply
         mail = message_from_bytes(envelope.content, policy=policy.default)
         self.received.append(mail)  # type: ignore[arg-type]
+        self.raw.append(bytes(envelope.original_content or envelope.content))
         if self.spool is not None:
             (self.spool / f"{time.time_ns()}.eml").write_bytes(envelope.content)
         self.arrived.set()

@@ -5,8 +5,9 @@ every event from the first instant, hands `@on` events to their handlers at once
 goal throughout: every waiting primitive wakes on the goal and ends the journey, so a purchase
 during a sleep, a wait or between sends stops everything that follows. Held-out users run the
 same steps with sends recorded but not made, and both groups keep watching the goal until the
-attribution window closes. With a re-entry window the workflow stays open, refusing new entries,
-until the window has passed since entry.
+attribution window closes. The workflow completes as soon as its outcome is recorded: a trigger
+inside the re-entry window starts a new run that the entry refuses (recorded, journey_refusals),
+so no workflow stays open to guard the window.
 
 All side effects are activities; this module only decides. The engine's own bookkeeping (the
 entry, each step, the outcome) runs as local activities, inside the workflow task that asks for
@@ -30,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.recording import RecordingActivities
     from activities.sending import SendingActivities
     from workflows import registry
-    from workflows.errors import JourneyError
+    from workflows.errors import JourneyDefinitionError, JourneyError
     from workflows.identity import (
         JOURNEY_GROUP,
         JOURNEY_NAME,
@@ -38,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         JOURNEY_USER_ID,
         user_key,
     )
-    from workflows.journey import EventPredicate, Journey, JourneyExit
+    from workflows.journey import EventPredicate, Goal, Journey, JourneyExit
     from workflows.models import (
         Channel,
         EntryRequest,
@@ -67,6 +68,19 @@ each cost a round trip through the server (a task queued, started, completed, th
 task to resume): a quarter of the embedded server's CPU per journey. Journeys started before the
 change keep their scheduled activities on replay. Sends stay scheduled activities: a provider
 call can take seconds, and their retries belong in the Temporal UI's pending activities."""
+
+CLOSE_AT_OUTCOME = "close-at-outcome"
+"""Patch ID: the workflow completes once its outcome is recorded. Before it, a journey with a
+re-entry window stayed open (step `cooldown`) until the window had passed since entry, refusing
+triggers itself; those journeys finish that cooldown on this code, as they began it."""
+
+ENTER_WHEN_QUIET = "enter-when-quiet"
+"""Patch ID: a trigger with `quiet_for` enters the user only once the quiet period has run out.
+Before it, cart recovery entered at the first add and waited inside its steps; those journeys
+keep doing so on this code (the engine waits for them, as their steps did)."""
+
+RECHECK_SUPPRESSION = "recheck-suppression"
+"""Patch ID: `suppress()` is asked again, on a fresh profile, before every send."""
 
 SEND_OPTIONS: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=30),  # a provider call times out at 10 s
@@ -109,6 +123,7 @@ class JourneyWorkflow:
         self._error: str | None = None
         self._journey: Journey | None = None
         self._local_records = False
+        self._legacy_quiet = False
         try:
             # The journey's module is imported here, on first use, by design: the registry
             # holds names only, so journeys load inside the sandbox and are checked there.
@@ -134,6 +149,11 @@ class JourneyWorkflow:
         journey = self._journey
         if journey is None or event.message_id in self._seen:
             return
+        if event.user_id != self._input.user_id:
+            # Only the router signals, by this user's workflow ID; anything else (a hand-made
+            # signal, two user IDs that map to one key) must not move this user's journey.
+            workflow.logger.warning("ignored an event for another user (%s)", event.name)
+            return
         self._seen.add(event.message_id)
         if self._outcome is not None:
             # The journey has ended: a trigger now is a new entry, or refused in cooldown.
@@ -148,10 +168,11 @@ class JourneyWorkflow:
         ):
             self._entry, self._entry_index = event, len(self._events) - 1
             journey.event = event
-        goal = journey.goal
+        goal = self._goal()
         if (
             goal is not None
             and self._goal_event is None
+            and event is not self._entry
             and goal.matches(event)
             and not self._older_than_entry(event)
         ):
@@ -193,10 +214,13 @@ class JourneyWorkflow:
             ]
         )
         if not await self._qualify(journey):
-            self._outcome = "exited"
-            self._set_step("done", None)
-            return JourneyResult(outcome="not_entered", reason="trigger_not_met")
+            if self._goal_event is not None:
+                after_goal = self._events.index(self._goal_event) + 1
+                return self._not_entered("goal_before_entry", after_goal)
+            return self._not_entered("trigger_not_met", len(self._events))
         info = workflow.info()
+        decided = len(self._events)
+        close_at_outcome = workflow.patched(CLOSE_AT_OUTCOME)
         entry = await self._write(
             EntryActivities.enter_journey,
             EntryRequest(
@@ -207,8 +231,12 @@ class JourneyWorkflow:
                 holdout=journey.holdout,
                 entered_at=self._entered_at,
                 event=self._entry,
+                # Journeys that close at their outcome leave the window to the next entry.
+                reentry=journey.reentry if close_at_outcome else None,
             ),
         )
+        if entry.refused is not None or entry.group is None:
+            return self._not_entered(entry.refused or "refused", decided)
         self._group = journey.group = entry.group
         journey.profile = entry.profile
         journey.last_message_at = entry.last_message_at
@@ -220,8 +248,16 @@ class JourneyWorkflow:
             # Cancelled by an operator (Temporal UI or CLI): record where it stopped, then stop.
             await self._finish("exited", "cancelled")
             raise
+        except JourneyDefinitionError as err:
+            # A mistake only running could find (wait_for an event not in `listens`): retrying
+            # the task would fail the same way forever, so the run fails, visibly, once.
+            await self._finish("failed", str(err)[:255])
+            raise ApplicationError(
+                str(err), type="JourneyDefinitionError", non_retryable=True
+            ) from err
         await self._finish(outcome, reason)
-        await self._cooldown(journey)
+        if not close_at_outcome:
+            await self._cooldown(journey)
         if self._late_trigger is not None:
             # A trigger arrived as the journey closed, after any re-entry window: enter again.
             workflow.continue_as_new(
@@ -231,18 +267,39 @@ class JourneyWorkflow:
             outcome=outcome, reason=reason, group=self._group, messages_sent=self._sent
         )
 
+    def _not_entered(self, reason: str, after: int) -> JourneyResult:
+        """Close a run that never entered: nothing recorded but (for a refusal) its reason.
+        A trigger among the events from index `after` on (they came after the decision, in
+        the same workflow task) starts the next run instead of being dropped."""
+        self._outcome, self._outcome_reason = "exited", reason
+        self._set_step("done", None)
+        names = self._trigger_events()
+        later = next((e for e in self._events[after:] if e.name in names), None)
+        if later is not None:
+            workflow.continue_as_new(
+                JourneyInput(journey=self._input.journey, user_id=self._input.user_id, event=later)
+            )
+        return JourneyResult(outcome="not_entered", reason=reason)
+
     async def _run_steps(self, journey: Journey) -> tuple[Outcome, str | None]:
         suppressed = journey.suppress()
         if suppressed:
             return "suppressed", suppressed
         try:
+            if self._legacy_quiet and self._goal_event is None:
+                # Entered at the first trigger event before ENTER_WHEN_QUIET: wait as the
+                # journey's steps did then.
+                trigger = journey.trigger
+                assert trigger is not None and trigger.quiet_for is not None
+                quiet_on = (*trigger.events, *trigger.restart_on)
+                await self.inactive_for(trigger.quiet_for, quiet_on, None)
             if self._goal_event is None:
                 await journey.steps()
         except _GoalReached:
             pass
         except JourneyExit as exit:
             return ("suppressed" if exit.suppressed else "exited"), exit.reason
-        goal = journey.goal
+        goal = self._goal()
         if goal is not None and self._goal_event is None:
             window_end = self._entered_at + goal.within
             if workflow.now() < window_end:
@@ -258,6 +315,13 @@ class JourneyWorkflow:
         ):
             return "converted", self._goal_event.name
         return "exited", "goal_after_window"
+
+    def _goal(self) -> Goal | None:
+        """This run's goal, which may depend on how it was entered (Journey.goal_for)."""
+        journey = self._journey
+        if journey is None:
+            return None
+        return journey.goal_for(self._entry.name if self._entry is not None else None)
 
     async def _finish(self, outcome: Outcome, reason: str | None) -> None:
         self._outcome, self._outcome_reason = outcome, reason
@@ -300,16 +364,33 @@ class JourneyWorkflow:
         workflow.upsert_search_attributes([JOURNEY_STEP.value_set("done")])
 
     async def _qualify(self, journey: Journey) -> bool:
-        """For a trigger with `times` > 1: wait until that many matching events fall within
-        its window, then enter from the one that completed the count. A goal first, or a window
-        that empties, means the user never entered."""
+        """Wait until the trigger is met before entering: `times` matching events within its
+        window (entered from the one that completed the count), then `quiet_for` without a
+        trigger or `restart_on` event. A goal first, a count window that empties, or the
+        journey's `qualifies()` saying no, means the user never entered."""
         trigger = journey.trigger
         if (
             trigger is None
-            or trigger.times <= 1
+            or not trigger.qualifies_later
             or (self._entry is not None and self._entry.name == SEGMENT_ENTERED)
         ):
             return True
+        if trigger.times > 1 and not await self._count_reached(journey, trigger):
+            return False
+        if trigger.quiet_for is not None:
+            if not workflow.patched(ENTER_WHEN_QUIET):
+                self._legacy_quiet = True  # entered at once; the wait happens after entry
+                return True
+            if not await self._quiet_reached(trigger.quiet_for, trigger):
+                return False
+        if self._goal_event is not None:
+            return False
+        if not journey.qualifies():
+            return False
+        self._entered_at = journey.entered_at = workflow.now()
+        return True
+
+    async def _count_reached(self, journey: Journey, trigger: Any) -> bool:
         window = trigger.within or timedelta(0)
         self._set_step("qualifying", None)
         while True:
@@ -339,6 +420,30 @@ class JourneyWorkflow:
                     ),
                     timeout=max(min(live) + window - now, timedelta(seconds=1)),
                 )
+
+    async def _quiet_reached(self, quiet_for: timedelta, trigger: Any) -> bool:
+        """Wait until no trigger or `restart_on` event for `quiet_for`; False if the goal came."""
+        names = (*trigger.events, *trigger.restart_on)
+
+        def last_change() -> datetime:
+            seen = [self._last_seen[name] for name in names if name in self._last_seen]
+            return max([self._entered_at, *seen])
+
+        self._set_step("qualifying", None)
+        while self._goal_event is None:
+            last = last_change()
+            until = last + quiet_for
+            if workflow.now() >= until:
+                return True
+            self._next_wakeup = until
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda last=last: (  # type: ignore[misc]
+                        self._goal_event is not None or last_change() != last
+                    ),
+                    timeout=until - workflow.now(),
+                )
+        return False
 
     def _trigger_events(self) -> tuple[str, ...]:
         journey = self._journey
@@ -417,6 +522,7 @@ class JourneyWorkflow:
         fresh_for: timedelta | None = None,
     ) -> bool:
         self._check_goal()
+        await self._recheck_suppression()
         label = f"send {template}"
         seq = self._next_seq()
         self._set_step(label, None)
@@ -470,6 +576,19 @@ class JourneyWorkflow:
         return delivered
 
     # Internals ------------------------------------------------------------------------------
+
+    async def _recheck_suppression(self) -> None:
+        """Ask `suppress()` again on the user's profile as it is now, before a send (both
+        groups alike); a reason ends the journey, outcome "exited" with that reason."""
+        journey = self._journey
+        if journey is None or not workflow.patched(RECHECK_SUPPRESSION):
+            return
+        journey.profile = await workflow.execute_local_activity_method(
+            EntryActivities.read_profile, self._input.user_id, **RECORD_OPTIONS
+        )
+        reason = journey.suppress()
+        if reason:
+            raise JourneyExit(reason)
 
     async def _wait(
         self,

@@ -1,9 +1,10 @@
 """Errors an author or operator can meet, each named so it can be caught and understood.
 
 JourneyError
-├── JourneyDefinitionError   a journey class is written wrong (caught at import time)
+├── JourneyDefinitionError   a journey class is written wrong (at import, or found at run time)
 ├── DuplicateJourneyError    two unrelated journeys share a name
-└── UnknownJourneyError      a name no loaded journey has
+├── UnknownJourneyError      a name no loaded journey has
+└── JourneyLoadError         JOURNEYS_JOURNEY_MODULES names a module that fails or has no journey
 """
 
 from __future__ import annotations
@@ -23,3 +24,7 @@ class DuplicateJourneyError(JourneyError):
 
 class UnknownJourneyError(JourneyError):
     """A journey name that no loaded module defines."""
+
+
+class JourneyLoadError(JourneyError):
+    """JOURNEYS_JOURNEY_MODULES names a module that does not import, or that defines no journey."""

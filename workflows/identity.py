@@ -20,12 +20,15 @@ JOURNEY_GROUP = SearchAttributeKey.for_keyword("JourneyGroup")
 SEARCH_ATTRIBUTES = (JOURNEY_NAME, JOURNEY_USER_ID, JOURNEY_STEP, JOURNEY_GROUP)
 """Registered by the worker on startup; all Keyword."""
 
-_PLAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
+_HASHED = re.compile(r"h_[0-9a-f]{32}")
+"""The shape of a hashed key: a plain ID of that shape is hashed too, so the two kinds of key
+never meet (a user named after another user's hash would otherwise share their workflows)."""
 
 
 def user_key(user_id: str) -> str:
     """The user ID if it is a plain identifier, else `h_` and a stable hash of it."""
-    if _PLAIN_ID.match(user_id):
+    if _PLAIN_ID.fullmatch(user_id) and not _HASHED.fullmatch(user_id):
         return user_id
     return "h_" + hashlib.sha256(user_id.encode()).hexdigest()[:32]
 

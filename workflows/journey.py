@@ -31,6 +31,9 @@ from workflows.segments import Segment
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
+ANY_EVENT = "*"
+"""In a Goal: any event the user sends. Routed to a user's open run only (starter/routing.py)."""
+
 EventPredicate = Callable[[Event], bool]
 TriggerPredicate = Callable[[Event, Profile], bool]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,6 +51,11 @@ class Trigger:
             the same value of the property `same` if given ("the same product viewed 3 times
             in 7 days"). The journey waits for that, counting in its workflow, and is entered
             (group, entry time, attribution window) only then; a goal first means no entry.
+        quiet_for, restart_on: start only once the user has been quiet for `quiet_for` after
+            the trigger ("adds to cart but does not buy within 60 minutes"): each trigger
+            event, and each of `restart_on`, restarts that clock. The user is entered when it
+            runs out; the goal first (or the journey's `qualifies()` saying no) means no entry:
+            no group, no run, no re-entry window, nothing in the report.
     """
 
     def __init__(
@@ -58,9 +66,16 @@ class Trigger:
         times: int = 1,
         same: str | None = None,
         within: timedelta | None = None,
+        quiet_for: timedelta | None = None,
+        restart_on: tuple[str, ...] = (),
     ) -> None:
         if not events:
             raise JourneyDefinitionError("Trigger needs at least one event name")
+        _check_names("Trigger", events)
+        if quiet_for is not None and quiet_for <= timedelta(0):
+            raise JourneyDefinitionError("Trigger `quiet_for` must be a positive timedelta")
+        if restart_on and quiet_for is None:
+            raise JourneyDefinitionError("Trigger `restart_on` only applies with `quiet_for`")
         if nth is not None and nth < 1:
             raise JourneyDefinitionError("Trigger `nth` counts from 1")
         if times < 1:
@@ -75,6 +90,13 @@ class Trigger:
         self.times = times
         self.same = same
         self.within = within
+        self.quiet_for = quiet_for
+        self.restart_on: tuple[str, ...] = tuple(restart_on)
+
+    @property
+    def qualifies_later(self) -> bool:
+        """Whether the journey waits (a count, a quiet period) before entering the user."""
+        return self.times > 1 or self.quiet_for is not None
 
     def matches(self, event: Event, profile: Profile, count: int | None = None) -> bool:
         """Whether `event` from a user with `profile` starts this journey.
@@ -111,6 +133,8 @@ class Trigger:
         elif self.times > 1:
             within = human_duration(self.within)
             extra = f", times={self.times}, same={self.same!r}, within={within}"
+        if self.quiet_for is not None:
+            extra += f", quiet_for={human_duration(self.quiet_for)}"
         return f"Trigger({', '.join(map(repr, self.events))}{extra})"
 
 
@@ -118,26 +142,39 @@ class Goal:
     """The event(s) that mean the journey worked; arrival ends it at once.
 
     Args:
-        *events: event names, any of which is the goal.
+        *events: event names, any of which is the goal; `ANY_EVENT` ("*") is any event the
+            user sends (a dormant user's return, say).
         within: the attribution window, from entry; a goal after it ends the journey
             without counting as a conversion.
         where: called as `where(event)`; only matching events count.
+        early: a shorter window the report also gives conversion within (seed 003's
+            measurement framework: 24 h for cart recovery, 7 d for re-engagement).
     """
 
     def __init__(
-        self, *events: str, within: timedelta, where: EventPredicate | None = None
+        self,
+        *events: str,
+        within: timedelta,
+        where: EventPredicate | None = None,
+        early: timedelta | None = None,
     ) -> None:
         if not events:
             raise JourneyDefinitionError("Goal needs at least one event name")
+        _check_names("Goal", events)
         if within <= timedelta(0):
             raise JourneyDefinitionError("Goal window `within` must be positive")
+        if early is not None and not timedelta(0) < early <= within:
+            raise JourneyDefinitionError("Goal `early` must be positive and within `within`")
         self.events: tuple[str, ...] = events
         self.within = within
         self.where = where
+        self.early = early
 
     def matches(self, event: Event) -> bool:
         """Whether `event` is this goal."""
-        return event.name in self.events and (self.where is None or bool(self.where(event)))
+        return (event.name in self.events or ANY_EVENT in self.events) and (
+            self.where is None or bool(self.where(event))
+        )
 
     def __repr__(self) -> str:
         return f"Goal({', '.join(map(repr, self.events))}, within={human_duration(self.within)})"
@@ -273,10 +310,22 @@ class Journey:
         """Every event name a running journey of this kind wants delivered."""
         names = set(cls.listens) | set(cls.handlers)
         if cls.trigger is not None:
-            names |= set(cls.trigger.events)
-        if cls.goal is not None:
-            names |= set(cls.goal.events)
+            names |= set(cls.trigger.events) | set(cls.trigger.restart_on)
+        for goal in cls.goals():
+            names |= set(goal.events)
         return frozenset(names)
+
+    @classmethod
+    def goals(cls) -> list[Goal]:
+        """Every goal a run may have, whatever its entry (see `goal_for`)."""
+        return [cls.goal] if cls.goal is not None else []
+
+    @classmethod
+    def goal_for(cls, entry: str | None) -> Goal | None:
+        """The goal of a run entered by the event named `entry` ("Segment Entered" for a
+        segment run); override where entry paths differ (win-back: a cancelled customer's goal
+        is a new subscription, a dormant one's is coming back)."""
+        return cls.goal
 
     # What the author writes -----------------------------------------------------------------
 
@@ -285,8 +334,18 @@ class Journey:
         raise NotImplementedError(f"{type(self).__name__} must define `async def steps(self)`")
 
     def suppress(self) -> str | None:
-        """Return a reason to not run this journey for this user (checked at entry), else None."""
+        """Return a reason to not run this journey for this user, else None.
+
+        Checked at entry (outcome "suppressed": in neither group) and again before every send,
+        on a fresh profile (outcome "exited" with the reason: a flag set on day 10 stops the
+        day-28 email). Held-out users are checked alike, so both groups stay comparable."""
         return None
+
+    def qualifies(self) -> bool:
+        """For a trigger with `quiet_for` or `times`: whether the user, once the trigger is
+        met, is one to enter (a cart emptied while the clock ran is not). False: never
+        entered. Called with the journey's `@on` state up to date; no profile yet."""
+        return True
 
     # Primitives -----------------------------------------------------------------------------
 
@@ -394,6 +453,12 @@ class Journey:
         raise JourneyExit(reason, suppressed)
 
 
+def _check_names(what: str, events: tuple[str, ...]) -> None:
+    for name in events:
+        if not isinstance(name, str) or not name.strip():
+            raise JourneyDefinitionError(f"{what} event names must be non-empty strings: {name!r}")
+
+
 def human_duration(duration: timedelta | None) -> str:
     """A window as people write it: 7d, 60min, 1d12h."""
     if duration is None:
@@ -404,7 +469,7 @@ def human_duration(duration: timedelta | None) -> str:
         parts.append(f"{rest // 3600}h")
     if rest % 3600 // 60:
         parts.append(f"{rest % 3600 // 60}min")
-    return "".join(parts) or f"{duration.total_seconds():g}s"
+    return "".join(parts) or f"{duration.total_seconds():.3g}s"
 
 
 def _validate(cls: type[Journey]) -> None:
@@ -434,6 +499,10 @@ def _validate(cls: type[Journey]) -> None:
         raise JourneyDefinitionError(f"{where}: `holdout` must be in [0, 1), got {cls.holdout}")
     if cls.reentry is not None and cls.reentry <= timedelta(0):
         raise JourneyDefinitionError(f"{where}: `reentry` must be a positive timedelta or None")
+    if isinstance(cls.listens, str) or not isinstance(cls.listens, tuple | list):
+        raise JourneyDefinitionError(
+            f'{where}: `listens` must be a tuple of event names, like ("Product Removed",)'
+        )
     if cls.steps is Journey.steps:
         raise JourneyDefinitionError(f"{where}: define `async def steps(self) -> None`")
     for event, methods in cls.handlers.items():

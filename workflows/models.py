@@ -17,8 +17,9 @@ Group = Literal["treatment", "holdout"]
 Channel = Literal["email", "in_app", "webhook"]
 """Where a message goes: the ESP, the app's inbox (GET /v1/users/{id}/messages), a webhook."""
 
-Outcome = Literal["converted", "completed", "exited", "suppressed"]
-"""How a journey ended: goal reached in its window, ran to the end, left early, or never began."""
+Outcome = Literal["converted", "completed", "exited", "suppressed", "failed"]
+"""How a journey ended: goal reached in its window, ran to the end, left early, never began
+(suppressed), or stopped on an error in the journey's definition found at run time (failed)."""
 
 
 class Event(BaseModel):
@@ -64,8 +65,9 @@ class JourneyState(BaseModel):
 
 
 class JourneyResult(BaseModel):
-    """What a finished journey workflow returns ("not_entered": its trigger's count or window
-    was never met, so nothing was recorded)."""
+    """What a finished journey workflow returns ("not_entered": its trigger's count or quiet
+    period was never met, or the entry was refused inside the re-entry window; no run was
+    recorded)."""
 
     outcome: Outcome | Literal["not_entered"]
     reason: str | None = None
@@ -86,15 +88,19 @@ class EntryRequest(BaseModel):
     holdout: float
     entered_at: datetime
     event: Event | None = None
+    reentry: timedelta | None = None
+    """The journey's re-entry window: an entry within it of the user's last one is refused."""
 
 
 class Entry(BaseModel):
-    """The entry activity's answer: the user's group (recorded) and profile snapshot."""
+    """The entry activity's answer: the user's group (recorded) and profile snapshot, or the
+    reason the entry was refused (no group, no run: the user is in neither arm)."""
 
-    group: Group
+    group: Group | None
     profile: Profile
     last_message_at: datetime | None = None
     """This journey's latest message to the user in an earlier run, sent or held out."""
+    refused: str | None = None
 
 
 class StepRecord(BaseModel):

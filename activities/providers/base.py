@@ -141,7 +141,9 @@ class EmailProvider(Protocol):
 class ProviderConfig(BaseModel):
     """What `create_provider` needs (the worker fills it from JOURNEYS_* settings)."""
 
-    provider: Literal["smtp", "sendgrid", "postmark", "mailchimp", "klaviyo", "webhook"]
+    provider: Literal[
+        "smtp", "sendgrid", "postmark", "mailchimp", "klaviyo", "activecampaign", "webhook"
+    ]
     api_key: SecretStr | None = None
     base_url: str | None = None
     """Overrides the provider's API base, e.g. an EU region or a local test server."""
@@ -154,5 +156,15 @@ class ProviderConfig(BaseModel):
     webhook_secret: SecretStr | None = None
     """Standard Webhooks secret, `whsec_<base64>`, or any raw string."""
     klaviyo_revision: str = "2024-10-15"
+    activecampaign_account_id: str | None = None
+    """ActiveCampaign's `actid` for Event Tracking (Settings > Tracking > Event Tracking)."""
+    activecampaign_event_key: SecretStr | None = None
+    """ActiveCampaign's Event Tracking `key` (a secret, like the API token)."""
+    activecampaign_tracking_url: str = "https://trackcmp.net/event"
+    """Where ActiveCampaign's Event Tracking API takes events (a test or staging server)."""
+    activecampaign_fields: dict[str, str] = Field(default_factory=dict)
+    """Render-context values copied to the contact's custom fields at each step, as
+    {context key: field ID}, e.g. {"cart_url": "12", "subject": "13"}; the automation's email
+    reads them as personalization tags."""
     timeout: float = Field(default=10.0, gt=0)
     """Seconds for connecting and for each read: a hung provider must not hold a worker thread."""

@@ -8,6 +8,10 @@ from activities.providers.base import EmailProvider, ProviderConfig, ProviderCon
 
 ENV = {
     "api_key": "JOURNEYS_PROVIDER_API_KEY",
+    "base_url": "JOURNEYS_PROVIDER_BASE_URL",
+    "activecampaign_account_id": "JOURNEYS_ACTIVECAMPAIGN_ACCOUNT_ID",
+    "activecampaign_event_key": "JOURNEYS_ACTIVECAMPAIGN_EVENT_KEY",
+    "activecampaign_tracking_url": "JOURNEYS_ACTIVECAMPAIGN_TRACKING_URL",
     "smtp_host": "JOURNEYS_SMTP_HOST",
     "smtp_password": "JOURNEYS_SMTP_PASSWORD",
     "webhook_url": "JOURNEYS_WEBHOOK_URL",
@@ -68,6 +72,27 @@ def _klaviyo(config: ProviderConfig) -> EmailProvider:
     return KlaviyoProvider(config, _api_key(config))
 
 
+def _activecampaign(config: ProviderConfig) -> EmailProvider:
+    from activities.providers.activecampaign import ActiveCampaignProvider
+
+    api_key = _api_key(config)
+    if not (config.base_url or "").strip():  # each account has its own API host
+        raise _missing(config, "base_url")
+    account_id = (config.activecampaign_account_id or "").strip()
+    if not account_id:
+        raise _missing(config, "activecampaign_account_id")
+    event_key = config.activecampaign_event_key
+    event_key_value = event_key.get_secret_value().strip() if event_key else ""
+    if not event_key_value:
+        raise _missing(config, "activecampaign_event_key")
+    if not config.activecampaign_tracking_url.startswith(("https://", "http://")):
+        raise ProviderConfigError(
+            "the activecampaign provider needs an absolute http(s) URL in "
+            f"activecampaign_tracking_url ({ENV['activecampaign_tracking_url']})"
+        )
+    return ActiveCampaignProvider(config, api_key, account_id, event_key_value)
+
+
 def _webhook(config: ProviderConfig) -> EmailProvider:
     from activities.providers.webhook import WebhookProvider
 
@@ -83,5 +108,6 @@ _FACTORIES: dict[str, Callable[[ProviderConfig], EmailProvider]] = {
     "postmark": _postmark,
     "mailchimp": _mailchimp,
     "klaviyo": _klaviyo,
+    "activecampaign": _activecampaign,
     "webhook": _webhook,
 }

@@ -5,7 +5,10 @@ a fresh connection never trips over a relay's idle timeout. AUTH runs when a use
 STARTTLS is required when configured (never a silent fall-back to plain text).
 
 The Message-ID derives from the idempotency key, so a receiving system that dedupes on it sees
-one message even if a crash made us send twice.
+one message even if a crash made us send twice. Headers are written by `_mime.MAIL_POLICY`:
+List-Unsubscribe exactly as given (`<https://…>`, never RFC 2047 encoded-words, which mailbox
+providers do not read as a URL), Subject and a sender's name in correct encoded-words, the
+bodies in 7 bits.
 
 Replies: 4yz is Retryable, 5yz Permanent. A refused recipient (at RCPT, or at DATA) suppresses
 the address when the reply says the mailbox is bad: enhanced status 5.1.x (no such user, bad
@@ -22,9 +25,10 @@ import smtplib
 import socket
 import ssl
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.utils import formatdate
 
+from activities.providers._mime import MAIL_POLICY
 from activities.providers.base import (
     AmbiguousProviderError,
     Delivery,
@@ -38,7 +42,19 @@ from activities.providers.base import (
 BAD_MAILBOX_CODES = frozenset({550, 551, 553})
 BAD_MAILBOX_ENHANCED = re.compile(r"^5\.(1\.(1|2|3|6|10)|2\.1)$")
 ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
-RESERVED_HEADERS = frozenset({"from", "to", "subject", "message-id", "date"})
+RESERVED_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "subject",
+        "message-id",
+        "date",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+    }
+)
+"""Written by `build_email` itself: a message's `headers` cannot replace them."""
 
 
 class _Connection(smtplib.SMTP):
@@ -157,9 +173,12 @@ class SmtpProvider:
 
 
 def build_email(message: OutgoingMessage) -> EmailMessage:
-    """multipart/alternative (text, then HTML) with the message's headers and a Message-ID
-    that is the same for every attempt at this journey step."""
-    mail = EmailMessage()
+    """multipart/alternative (text, then HTML, both UTF-8) with the message's headers and a
+    Message-ID that is the same for every attempt at this journey step.
+
+    ValueError when a header cannot be written as it must be (a line break in it, a
+    List-Unsubscribe URL that is not ASCII)."""
+    mail = EmailMessage(policy=MAIL_POLICY)
     mail["From"] = Address(display_name=message.from_name or "", addr_spec=message.from_email)
     mail["To"] = message.to
     mail["Subject"] = message.subject
@@ -168,8 +187,12 @@ def build_email(message: OutgoingMessage) -> EmailMessage:
     for name, value in message.headers.items():
         if name.lower() not in RESERVED_HEADERS:
             mail[name] = value
-    mail.set_content(message.text or " ")
-    mail.add_alternative(message.html or "<p></p>", subtype="html")
+    mail["MIME-Version"] = "1.0"
+    mail.make_alternative()
+    for body, subtype in ((message.text or " ", "plain"), (message.html or "<p></p>", "html")):
+        part = MIMEPart(policy=MAIL_POLICY)  # a part, so no MIME-Version of its own
+        part.set_content(body, subtype=subtype)
+        mail.attach(part)
     return mail
 
 

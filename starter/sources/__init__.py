@@ -22,7 +22,7 @@ from starter.sources.errors import (
 )
 from starter.sources.models import SourceCall
 from starter.sources.segment import verify_segment
-from starter.sources.shopify import shopify_calls, verify_shopify
+from starter.sources.shopify import shopify_calls, shopify_product, verify_shopify
 from starter.sources.signing import sign_segment, sign_shopify, sign_standard_webhook, sign_stripe
 from starter.sources.standard import standard_webhook_calls, verify_standard_webhook
 from starter.sources.stripe import stripe_calls, verify_stripe
@@ -36,6 +36,7 @@ __all__ = [
     "StaleSignature",
     "UnsupportedTopic",
     "shopify_calls",
+    "shopify_product",
     "sign_segment",
     "sign_shopify",
     "sign_standard_webhook",

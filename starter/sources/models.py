@@ -42,7 +42,12 @@ class SourceCall(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # a ValueError is what pydantic reports as a validation error
+            raise ValueError("is outside the years 1 to 9999 in UTC") from None
 
     @model_validator(mode="after")
     def _track_has_an_event(self) -> SourceCall:
@@ -81,22 +86,28 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def to_utc(value: object, what: str) -> datetime:
-    """An ISO-8601 string, Unix seconds or datetime as tz-aware UTC; InvalidPayload otherwise."""
+    """An ISO-8601 string, Unix seconds or datetime as tz-aware UTC; InvalidPayload otherwise
+    (naming `what`, never the value)."""
     if isinstance(value, datetime):
         when = value
     elif isinstance(value, int | float) and not isinstance(value, bool):
         try:
             when = datetime.fromtimestamp(value, UTC)
         except (ValueError, OverflowError, OSError) as err:
-            raise InvalidPayload(f"{what} is not a Unix time: {value!r}") from err
+            raise InvalidPayload(f"{what} is not a Unix time") from err
     elif isinstance(value, str) and value.strip():
         try:
             when = datetime.fromisoformat(value.strip())
         except ValueError as err:
-            raise InvalidPayload(f"{what} is not an ISO-8601 time: {value!r}") from err
+            raise InvalidPayload(f"{what} is not an ISO-8601 time") from err
     else:
         raise InvalidPayload(f"{what} is missing")
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    if when.tzinfo is None:
+        return when.replace(tzinfo=UTC)
+    try:  # "0001-01-01T00:00:00+01:00" is before the year 1 in UTC: no datetime holds it
+        return when.astimezone(UTC)
+    except OverflowError as err:
+        raise InvalidPayload(f"{what} is outside the years 1 to 9999 in UTC") from err
 
 
 def as_dict(value: object, what: str) -> dict[str, Any]:

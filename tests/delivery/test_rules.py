@@ -195,8 +195,9 @@ async def test_the_outbox_page_shows_what_was_sent_to_key_holders_only(api_for, 
     await api.stack.track("Promo Requested", user, {"product": "chair"})
     await api.stack.advance("t_promo", user, timedelta(seconds=1))
     async with httpx.AsyncClient(base_url=api.url) as browser:
-        page = await browser.get(f"/outbox?key={api.key}")
+        assert (await browser.get("/outbox")).status_code == 401
+        assert (await browser.post("/signin", data={"key": "nope"})).status_code == 401
+        assert (await browser.post("/signin", data={"key": api.key})).status_code == 303
+        page = await browser.get("/outbox")  # with the session cookie of that sign-in
         assert page.status_code == 200
         assert f"{user}@example.test" in page.text and "Your offer: 10% off" in page.text
-        assert (await browser.get("/outbox")).status_code == 401
-        assert (await browser.get("/outbox?key=nope")).status_code == 401

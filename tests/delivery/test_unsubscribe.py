@@ -23,7 +23,7 @@ async def test_one_click_unsubscribe_from_the_email_stops_the_next_send(api_for,
     async with httpx.AsyncClient(base_url=api.url) as mail_client:  # no API key, no cookies
         page = await mail_client.get(path)
         assert page.status_code == 200 and "<button" in page.text
-        assert not api.stack.store.get_profile(user).traits.get("unsubscribed")  # GET is safe
+        assert api.stack.store.get_profile(user).email_unsubscribed_at is None  # GET is safe
 
         tampered = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
         assert (
@@ -36,8 +36,13 @@ async def test_one_click_unsubscribe_from_the_email_stops_the_next_send(api_for,
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
     assert done.status_code == 200
-    traits = api.stack.store.get_profile(user).traits
-    assert traits["unsubscribed"] is True and traits["unsubscribed_from"] == "t_promo"
+    profile = api.stack.store.get_profile(user)
+    assert profile.email_unsubscribed_at is not None  # apart from traits: no identify undoes it
+    assert profile.email_unsubscribed_from == "t_promo"
+    again = await api.http.post(  # a sender's sync cannot re-subscribe them
+        "/v1/identify", json={"userId": user, "traits": {"unsubscribed": False}}
+    )
+    assert again.status_code == 200, again.text
 
     await api.stack.advance("t_promo", user, timedelta(days=1))
     assert [m.template for m in api.stack.outbox(user)] == ["first"]

@@ -124,3 +124,14 @@ class Welcome(Journey):
         await self.send("welcome")
         await self.sleep(timedelta(days=1))
         await self.send("tip")
+
+
+class ForgotListens(Journey):
+    """Waits for an event it never declared in `listens`: a mistake found only at run time."""
+
+    name = "t_forgot_listens"
+    trigger = Trigger("Signed Up")
+
+    async def steps(self) -> None:
+        await self.send("welcome")
+        await self.wait_for("Checklist Done", timeout=timedelta(days=2))

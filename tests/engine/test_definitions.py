@@ -98,7 +98,10 @@ def test_unknown_journey_names_are_named_errors():
 
 def test_events_of_interest_cover_trigger_goal_handlers_and_listens():
     assert CartRecovery.events_of_interest() == {
-        "Product Added",
+        "Product Added",  # trigger (one product) and handler
+        "Checkout Started",  # trigger (the whole cart) and handler
+        "Cart Updated",  # trigger (Shopify's checkouts/update) and handler
+        "Cart Viewed",  # restarts the quiet period, and handler
         "Product Removed",
         "Order Completed",
     }

@@ -9,7 +9,7 @@ from datetime import timedelta
 from temporalio.api.enums.v1 import EventType
 
 from tests.engine.sample_journeys import Cart
-from workflows.engine import LOCAL_RECORDS
+from workflows.engine import CLOSE_AT_OUTCOME, LOCAL_RECORDS, RECHECK_SUPPRESSION
 
 
 async def test_a_new_journey_schedules_only_its_sends_and_records_the_rest_locally(stack_for):
@@ -32,9 +32,12 @@ async def test_a_new_journey_schedules_only_its_sends_and_records_the_rest_local
             else:
                 local.append(json.loads(details["data"].payloads[0].data)["activity_type"])
     assert scheduled == ["send_message"]
-    assert patches == [LOCAL_RECORDS]
+    assert patches == [LOCAL_RECORDS, CLOSE_AT_OUTCOME, RECHECK_SUPPRESSION]
     assert local[0] == "enter_journey" and local[-1] == "record_outcome"
-    assert set(local[1:-1]) == {"record_step"}  # the inactivity wait, then the sleep after it
+    # the inactivity wait, the profile read before the send, then the sleep after it
+    assert local[1:-1].count("read_profile") == 1
+    records = [name for name in local[1:-1] if name != "read_profile"]
+    assert set(records) == {"record_step"}
     [run] = stack.runs(user)
     steps = [s.kind for s in stack.store.steps(run.run_id)]
-    assert steps.count("send") == 1 and len(steps) == 1 + len(local[1:-1])  # each recorded once
+    assert steps.count("send") == 1 and len(steps) == 1 + len(records)  # each recorded once

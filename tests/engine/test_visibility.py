@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 
 from tests.engine.sample_journeys import Cart
 from worker import ensure_search_attributes
 from workflows.identity import user_key, workflow_id
+from workflows.models import Event
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -85,3 +86,29 @@ async def test_an_email_address_as_user_id_never_reaches_ids_or_search_attribute
     assert all("@" not in str(v) for v in attributes.values())
     assert "@" not in str(description.raw_description.execution_config)
     assert not description.raw_description.workflow_execution_info.memo.fields
+
+
+def test_plain_and_hashed_user_keys_never_meet():
+    email = "jane@example.com"
+    impostor = user_key(email)  # a user who names themselves after Jane's key
+    assert impostor.startswith("h_")
+    assert user_key(impostor) != user_key(email)
+    assert workflow_id("t_cart", impostor) != workflow_id("t_cart", email)
+    assert user_key("u-1\n") != "u-1\n" and user_key("u-1\n").startswith("h_")  # no newline
+    assert user_key("u-1") == "u-1"  # plain IDs stay readable
+
+
+async def test_a_signal_carrying_another_users_event_does_not_move_the_journey(stack_for):
+    stack = await stack_for(Cart)
+    victim, other = stack.user(), stack.user()
+    await stack.track("Product Added", victim, {"sku": "x"})
+    forged = Event(
+        name="Order Completed",
+        user_id=other,
+        message_id=f"forged-{other}",
+        timestamp=datetime.now(UTC),
+    )
+    await stack.handle("t_cart", victim).signal("event", forged)  # straight to Temporal
+    await stack.advance("t_cart", victim, 61 * MINUTE)
+    state = await stack.state("t_cart", victim)
+    assert state.outcome is None and state.messages_sent == 1  # not converted by it

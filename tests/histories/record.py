@@ -187,7 +187,7 @@ async def cart_recovery(rec: Recorder) -> None:
     await rec.advance(j, user, 60 * MINUTE)  # reminder
     await rec.advance(j, user, 23 * HOUR)  # social proof, 24 h after the last change
     await rec.advance(j, user, 48 * HOUR)  # incentive, 72 h after it
-    await rec.advance(j, user, 4 * DAY)  # the goal window and the re-entry window close
+    await rec.advance(j, user, 4 * DAY + 2 * HOUR)  # the goal window closes, 7 d after entry
     await rec.keep(j, "completed", user, "completed")
 
     user = rec.user(j, "cart-converted")
@@ -196,13 +196,28 @@ async def cart_recovery(rec: Recorder) -> None:
     await rec.advance(j, user, 61 * MINUTE)  # reminder
     await rec.advance(j, user, 2 * HOUR)
     await rec.track(user, "Order Completed", {"order_id": "o-1", "revenue": 120.0})
-    await rec.advance(j, user, 7 * DAY)  # re-entry window
-    await rec.keep(j, "converted", user, "converted")
+    await rec.keep(j, "converted", user, "converted")  # closed at once
+
+    user = rec.user(j, "cart-refused")
+    await rec.identify(user)
+    await rec.track(user, "Product Added", CHAIR)
+    await rec.advance(j, user, 61 * MINUTE)
+    await rec.track(user, "Order Completed", {"order_id": "o-4", "revenue": 120.0})
+    await rec.track(user, "Product Added", LAMP)  # inside the re-entry window
+    await rec.advance(j, user, 61 * MINUTE)
+    await rec.keep(j, "refused", user, "not_entered")
+
+    user = rec.user(j, "cart-bought-first")
+    await rec.identify(user)
+    await rec.track(user, "Product Added", CHAIR)
+    await rec.advance(j, user, 10 * MINUTE)
+    await rec.track(user, "Order Completed", {"order_id": "o-5", "revenue": 120.0})
+    await rec.keep(j, "not_entered", user, "not_entered")
 
     user = rec.user(j, "cart-holdout", "holdout")
     await rec.identify(user)
     await rec.track(user, "Product Added", CHAIR)
-    for step in (61 * MINUTE, 23 * HOUR, 48 * HOUR, 4 * DAY):
+    for step in (61 * MINUTE, 23 * HOUR, 48 * HOUR, 4 * DAY + 2 * HOUR):
         await rec.advance(j, user, step)
     await rec.keep(j, "holdout", user, "completed")
 
@@ -238,7 +253,7 @@ async def browse_abandonment(rec: Recorder) -> None:
     for _ in range(3):
         await rec.track(user, "Product Viewed", SOFA)
     await rec.advance(j, user, HOUR)  # the offer
-    await rec.advance(j, user, 30 * DAY)  # goal and re-entry windows
+    await rec.advance(j, user, 7 * DAY)  # the goal window
     await rec.keep(j, "completed", user, "completed")
 
     user = rec.user(j, "browse-converted")
@@ -247,7 +262,6 @@ async def browse_abandonment(rec: Recorder) -> None:
         await rec.track(user, "Product Viewed", SOFA)
     await rec.advance(j, user, 30 * MINUTE)
     await rec.track(user, "Order Completed", {"order_id": "o-2", "revenue": 899})
-    await rec.advance(j, user, 30 * DAY)
     await rec.keep(j, "converted", user, "converted")
 
     user = rec.user(j, "browse-bought-first")
@@ -268,7 +282,8 @@ async def upgrade_prompt(rec: Recorder) -> None:
         if outcome == "converted":
             await rec.advance(j, user, 2 * DAY)
             await rec.track(user, "Plan Upgraded", {"plan": "team", "revenue": 49})
-        await rec.advance(j, user, 90 * DAY)  # goal and re-entry windows
+        else:
+            await rec.advance(j, user, 15 * DAY)  # the goal window
         await rec.keep(j, case, user, outcome)
 
 
@@ -287,7 +302,6 @@ async def trial_expiring(rec: Recorder) -> None:
     await rec.track(user, "Trial Started", {"plan": "pro", "trial_end": trial_end})
     await rec.advance(j, user, DAY)
     await rec.track(user, "Plan Upgraded", {"plan": "pro", "revenue": 29})
-    await rec.advance(j, user, 30 * DAY)  # re-entry window
     await rec.keep(j, "converted", user, "converted")
 
 
@@ -296,9 +310,9 @@ async def win_back(rec: Recorder) -> None:
     user = rec.user(j, "winback-completed")
     await rec.identify(user)
     await rec.track(user, "Subscription Cancelled", {"plan": "pro"})
-    for step in (7 * DAY, 21 * DAY, 45 * DAY):  # feedback, what's new, offer
+    for step in (7 * DAY, 14 * DAY, 24 * DAY):  # feedback, what's new, offer: days 7, 21, 45
         await rec.advance(j, user, step)
-    await rec.advance(j, user, 110 * DAY)  # goal and re-entry windows
+    await rec.advance(j, user, 46 * DAY)  # the goal window
     await rec.keep(j, "completed", user, "completed")
 
     user = rec.user(j, "winback-converted")
@@ -306,7 +320,6 @@ async def win_back(rec: Recorder) -> None:
     await rec.track(user, "Subscription Cancelled", {"plan": "pro"})
     await rec.advance(j, user, 7 * DAY)  # feedback
     await rec.track(user, "Subscription Started", {"plan": "pro", "revenue": 29})
-    await rec.advance(j, user, 175 * DAY)
     await rec.keep(j, "converted", user, "converted")
 
 
@@ -325,14 +338,13 @@ async def feature_adoption(rec: Recorder) -> None:
         raise AssertionError(f"segment run started {progress.started} journeys, not 3")
 
     for user in (stays, held):
-        for step in (5 * DAY, 5 * DAY, 85 * DAY):  # tutorial, personal note, windows close
+        for step in (5 * DAY, 5 * DAY, 21 * DAY):  # tutorial, personal note, window closes
             await rec.advance(j, user, step)
     await rec.keep(j, "completed", stays, "completed")
     await rec.keep(j, "holdout", held, "completed")
 
     await rec.advance(j, adopts, 5 * DAY)  # tutorial
     await rec.track(adopts, "Report Created")
-    await rec.advance(j, adopts, 90 * DAY)
     await rec.keep(j, "converted", adopts, "converted")
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from activities.store import OutboxMessage
+from sqlalchemy import update
+
+from activities.store import JourneyRun, OutboxMessage
 from tests.journeys.conftest import DAY, HOUR, Shop
 from workflows.journeys import CartRecovery
 
@@ -44,9 +46,63 @@ async def test_three_emails_at_1h_24h_72h_after_the_cart_went_quiet(shop_for):
     assert incentive.template == "incentive"
     assert "COMEBACK10" in incentive.body_html and "10%" in (incentive.subject or "")
 
-    await shop.advance("cart_recovery", user, 4 * DAY)
+    await shop.advance("cart_recovery", user, 4 * DAY + HOUR + MINUTE)  # 7 days after entry
     assert shop.templates(user) == ["reminder", "social_proof", "incentive"]
     assert (await shop.api.stack.result("cart_recovery", user, 30)).outcome == "completed"
+
+
+async def test_the_shopper_is_entered_only_once_the_cart_has_been_left_an_hour(shop_for):
+    shop = await shop_for(CartRecovery)
+    user = shop.user("cart_recovery")
+    await shop.identify(user)
+    await shop.track(user, "Product Added", CHAIR)
+    await shop.advance("cart_recovery", user, 59 * MINUTE)
+    state = await shop.api.stack.state("cart_recovery", user)
+    assert (state.step, state.group) == ("qualifying", None)  # what the Temporal UI shows
+    assert shop.api.stack.runs(user) == []  # no entry, no group yet
+
+    await shop.advance("cart_recovery", user, 2 * MINUTE)
+    [run] = shop.api.stack.runs(user)
+    state = await shop.api.stack.state("cart_recovery", user)
+    assert state.group == run.group == "treatment"
+    assert run.entered_at - state.entered_at < timedelta(seconds=5)
+
+
+async def test_a_purchase_inside_the_hour_means_the_cart_was_never_abandoned(shop_for):
+    shop = await shop_for(CartRecovery)
+    for group in ("treatment", "holdout"):
+        user = shop.user("cart_recovery", group=group)
+        await shop.identify(user)
+        await shop.track(user, "Product Added", CHAIR)
+        await shop.advance("cart_recovery", user, 10 * MINUTE)
+        await shop.track(user, "Order Completed", {"revenue": 120.0, "order_id": "o1"})
+
+        result = await shop.api.stack.result("cart_recovery", user, timeout=10)
+        assert (result.outcome, result.reason, result.group) == (
+            "not_entered",
+            "goal_before_entry",
+            None,
+        )
+        # No group, no entry, no conversion, no revenue, no re-entry window: nothing at all.
+        assert shop.api.stack.runs(user) == [] and shop.sent(user) == []
+        assert shop.api.stack.store.refusals(user_id=user) == []
+
+        await shop.track(user, "Product Added", LAMP)  # a new cart is a new chance
+        await shop.advance("cart_recovery", user, 61 * MINUTE)
+        assert [r.entry_event for r in shop.api.stack.runs(user)] == ["Product Added"]
+
+
+async def test_a_cart_emptied_inside_the_hour_is_never_entered(shop_for):
+    shop = await shop_for(CartRecovery)
+    user = shop.user("cart_recovery")
+    await shop.identify(user)
+    await shop.track(user, "Product Added", CHAIR)
+    await shop.advance("cart_recovery", user, 20 * MINUTE)
+    await shop.track(user, "Product Removed", {"product_id": "chair"})
+    await shop.advance("cart_recovery", user, 61 * MINUTE)  # an hour after the removal
+    result = await shop.api.stack.result("cart_recovery", user)
+    assert (result.outcome, result.reason) == ("not_entered", "trigger_not_met")
+    assert shop.api.stack.runs(user) == [] and shop.sent(user) == []
 
 
 async def test_an_order_ends_it_with_the_revenue_and_nothing_follows(shop_for):
@@ -57,7 +113,8 @@ async def test_an_order_ends_it_with_the_revenue_and_nothing_follows(shop_for):
     await shop.advance("cart_recovery", user, 61 * MINUTE)
     await shop.advance("cart_recovery", user, 5 * HOUR)
     await shop.track(user, "Order Completed", {"revenue": 120.0, "order_id": "o1"})
-    await shop.advance("cart_recovery", user, 7 * DAY)
+    result = await shop.api.stack.result("cart_recovery", user, timeout=10)  # closes at once
+    assert result.outcome == "converted"
     assert shop.templates(user) == ["reminder"]
     [run] = shop.api.stack.runs(user)
     assert (run.outcome, run.revenue) == ("converted", 120.0)
@@ -84,7 +141,7 @@ async def test_a_cart_raised_above_the_minimum_before_it_went_quiet_gets_its_ema
     assert shop.templates(user) == ["reminder"]
 
 
-async def test_no_cart_journey_within_7_days_of_a_cart_email_in_either_group(shop_for):
+async def test_no_cart_journey_within_7_days_of_a_cart_email_in_either_group(shop_for, store):
     shop = await shop_for(CartRecovery)
     for group in ("treatment", "holdout"):
         user = shop.user("cart_recovery", group=group)
@@ -92,10 +149,26 @@ async def test_no_cart_journey_within_7_days_of_a_cart_email_in_either_group(sho
         await shop.track(user, "Product Added", CHAIR)
         await shop.advance("cart_recovery", user, 61 * MINUTE)  # reminder (or held out)
         await shop.track(user, "Order Completed", {"revenue": 120})
-        await shop.advance("cart_recovery", user, 7 * DAY)  # re-entry window over: closed
         await shop.api.stack.result("cart_recovery", user)
 
-        await shop.track(user, "Product Added", LAMP)
+        await shop.track(user, "Product Added", LAMP)  # inside the 7-day re-entry window
+        await shop.advance("cart_recovery", user, 61 * MINUTE)
+        result = await shop.api.stack.result("cart_recovery", user)
+        assert (result.outcome, result.reason) == ("not_entered", "reentry_window")
+        [refusal] = store.refusals(journey="cart_recovery", user_id=user)
+        assert refusal.reason == "reentry_window"
+
+        # An older entry (re-entry window over) but a cart email (or held-out one) this week.
+        runs = JourneyRun.__table__  # type: ignore[attr-defined]
+        with store.engine.begin() as conn:
+            for run in store.runs(user_id=user):
+                conn.execute(
+                    update(runs)
+                    .where(runs.c.run_id == run.run_id)
+                    .values(entered_at=run.entered_at - 8 * DAY)
+                )
+        await shop.track(user, "Product Added", LAMP | {"product_id": "lamp-2"})
+        await shop.advance("cart_recovery", user, 61 * MINUTE)
         result = await shop.api.stack.result("cart_recovery", user)
         assert (result.outcome, result.reason) == ("suppressed", "cart_email_within_7_days")
     assert shop.templates(user) == []  # the held-out user never got one

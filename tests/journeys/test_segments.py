@@ -131,6 +131,32 @@ async def test_win_back_enters_the_dormant_who_were_active_a_month(shop_for):
     assert shop.templates(dormant) == ["feedback"]
 
 
+async def test_a_dormant_customer_coming_back_ends_win_back_as_reactivated(shop_for):
+    shop = await shop_for(WinBack)
+    back, cancelled = shop.user("win_back"), shop.user("win_back")
+    for user in (back, cancelled):
+        await shop.identify(user)
+        await shop.track(user, "Dashboard Viewed", ago=120 * DAY)
+        await shop.track(user, "Dashboard Viewed", ago=65 * DAY)
+    await shop.track(cancelled, "Subscription Cancelled", ago=64 * DAY)  # entered by its trigger
+    await shop.api.stack.state("win_back", cancelled)
+    assert (await run_segment(shop, "win_back")).started == 1
+    await shop.advance("win_back", back, 8 * DAY)
+    assert shop.templates(back) == ["feedback"]
+
+    # Day 8: each logs in. The dormant customer's return is the goal (seed 003: "login
+    # resumption"); the cancelled one's is a new subscription, so a login changes nothing.
+    answer = await shop.track(back, "Logged In")
+    assert [j["action"] for j in answer["journeys"]] == ["signalled"]
+    assert (await shop.track(cancelled, "Logged In"))["journeys"] == []
+    result = await shop.api.stack.result("win_back", back)
+    assert (result.outcome, result.reason) == ("converted", "Logged In")
+    [run] = shop.api.stack.runs(back)
+    assert (run.entry_event, run.outcome) == (SEGMENT_ENTERED, "converted")
+    assert shop.templates(back) == ["feedback"]  # nothing after the return
+    assert shop.api.stack.runs(cancelled)[0].outcome is None  # still waiting for its goal
+
+
 async def test_a_user_already_in_the_journey_by_its_trigger_is_not_started_again(shop_for):
     shop = await shop_for(WinBack)
     user = shop.user("win_back")

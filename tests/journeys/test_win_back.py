@@ -10,13 +10,13 @@ from workflows.journeys import WinBack
 MINUTE = timedelta(minutes=1)
 
 
-async def test_feedback_whats_new_and_offer_at_7_28_and_73_days(shop_for):
+async def test_feedback_whats_new_and_offer_at_7_21_and_45_days_from_the_trigger(shop_for):
     shop: Shop = await shop_for(WinBack)
     user = shop.user("win_back")
     await shop.identify(user, first_name="Lin")
     await shop.track(user, "Subscription Cancelled", {"plan": "pro"})
     sent: list[str] = []
-    for gap, template in ((7, "feedback"), (21, "whats_new"), (45, "offer")):  # days 7, 28, 73
+    for gap, template in ((7, "feedback"), (14, "whats_new"), (24, "offer")):  # days 7, 21, 45
         await shop.advance("win_back", user, gap * DAY - MINUTE)
         assert shop.templates(user) == sent
         await shop.advance("win_back", user, MINUTE)
@@ -25,6 +25,23 @@ async def test_feedback_whats_new_and_offer_at_7_28_and_73_days(shop_for):
     feedback, _, offer = shop.sent(user)
     assert "WELCOMEBACK30" not in feedback.body_html and "%" not in feedback.body_html
     assert "WELCOMEBACK30" in offer.body_html and "30%" in offer.body_html
+
+
+async def test_a_flag_set_after_entry_stops_the_later_emails_with_its_reason(shop_for):
+    shop = await shop_for(WinBack)
+    for group in ("treatment", "holdout"):
+        user = shop.user("win_back", group=group)
+        await shop.identify(user)
+        await shop.track(user, "Subscription Cancelled")
+        await shop.advance("win_back", user, 8 * DAY)  # the feedback email (or held out)
+        await shop.identify(user, negative_support_experience="true")  # a CRM flag on day 8
+        await shop.advance("win_back", user, 14 * DAY)  # day 22: whats_new is not sent
+
+        result = await shop.api.stack.result("win_back", user)
+        assert (result.outcome, result.reason) == ("exited", "negative_support_experience")
+        assert shop.templates(user) == (["feedback"] if group == "treatment" else [])
+        [run] = shop.api.stack.runs(user)
+        assert (run.outcome, run.outcome_reason) == ("exited", "negative_support_experience")
 
 
 async def test_subscription_started_ends_it_as_a_conversion(shop_for):

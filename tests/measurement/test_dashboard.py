@@ -1,10 +1,13 @@
-"""/dashboard: lift chart, live counts from Temporal, funnel and recent sends, in real Chromium."""
+"""/dashboard: lift chart, live counts from Temporal, groups (in entries, with the early window
+and time to convert), entry paths, what is in neither group, funnel and recent sends, in real
+Chromium."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import uuid
+from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,9 +16,10 @@ from PIL import Image
 from playwright.async_api import async_playwright
 
 from activities.sending import DeliveryPolicy, SendingActivities
+from activities.store import JourneyRefusal
 from tests.conftest import settle
 from tests.measurement.journeys import Measured
-from tests.measurement.test_report import J, run_the_cohort
+from tests.measurement.test_report import J, run_the_cohort, users_in
 
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = [  # as root, on a machine with a closed network (see the env notes)
@@ -46,9 +50,9 @@ async def dashboard(api_for, store):
     policy = DeliveryPolicy(quiet_hours=None, frequency_cap=1)
     api = await api_for(Measured, sending=SendingActivities(store, policy=policy))
     await run_the_cohort(api.stack)
-    # Two more users enter over HTTP and stay at their first wait: live in Temporal.
-    for _ in range(2):
-        user = api.stack.user()
+    # Two more users (one per group) enter over HTTP and stay at their first wait: live.
+    for group in ("treatment", "holdout"):
+        [user] = users_in(api.stack, group, 1)
         answer = await api.http.post(
             "/v1/track",
             json={
@@ -60,6 +64,19 @@ async def dashboard(api_for, store):
         )
         assert answer.status_code == 200
         await settle(api.stack.handle(J, user))
+    # A trigger refused inside a re-entry window (Measured has none: written as the entry would).
+    now = datetime.now(UTC)
+    refused = JourneyRefusal(
+        run_id=uuid.uuid4().hex,
+        workflow_id=f"{J}:refused",
+        journey=J,
+        user_id="refused",
+        at=now,
+        reason="reentry_window",
+        entry_event="Trial Started",
+        last_entered_at=now - timedelta(days=2),
+    )
+    assert api.stack.store.insert_once(refused)
     return api
 
 
@@ -106,6 +123,36 @@ async def test_the_dashboard_shows_results_live_counts_funnel_and_recent_sends(d
             assert await tab.locator(selector).is_visible(), selector
         running = await tab.locator(f'.journey-row[data-journey="{J}"] .running').inner_text()
         assert running.strip() == "3"
+        row = tab.locator(f'.journey-row[data-journey="{J}"]')
+        assert await row.locator(".entries").inner_text() == "9"  # the staff account is not
+        assert await row.locator(".outside").inner_text() == "2"  # it, and the refusal
+
+        # Each group in entries, with the early window (1 day) and the median time to convert.
+        section = tab.locator(f"#journey-{J}")
+        assert "early window 1d" in await section.locator(".journey-head").inner_text()
+        figures = {}
+        for group in ("treatment", "holdout"):
+            cells = section.locator(f'.group-row[data-group="{group}"]')
+            assert await cells.is_visible()
+            figures[group] = [
+                await cells.locator(f".{name}").inner_text()
+                for name in ("entries", "users", "converted", "early-converted", "early-rate")
+            ]
+        assert figures == {
+            "treatment": ["5", "5", "2", "1", "20.00%"],
+            "holdout": ["4", "4", "1", "1", "25.00%"],
+        }
+        median = await section.locator('.group-row[data-group="treatment"] .median').inner_text()
+        assert median.startswith("19h")  # 2 h and 1 d 12 h (plus the test's real seconds)
+        early = await section.locator(".early-lift").inner_text()
+        assert early.startswith("lift within 1d: -5.00 pts")
+        path = section.locator('.entry-path[data-entry="Trial Started"]')
+        assert await path.is_visible()
+        assert (await path.inner_text()).split() == [
+            *("Trial", "Started", "5", "/", "4", "2", "/", "1", "40.00%", "25.00%")
+        ]
+        outside = await section.locator(".outside-groups").inner_text()
+        assert outside == "in neither group: 1 suppressed, 1 trigger refused (reentry_window 1)"
         recent = await tab.locator(".recent-row").count()
         assert recent == 13  # every send step the cohort reached: 6 nudges, 4 reminders, ...
 
@@ -127,7 +174,11 @@ async def test_the_dashboard_shows_results_live_counts_funnel_and_recent_sends(d
         anonymous = await browser.new_page()
         response = await anonymous.goto(f"{api.url}/dashboard")
         assert response is not None and response.status == 401
-        await anonymous.goto(f"{api.url}/dashboard?key={api.key}")
+        # Signed in once with the key typed into the form (never `?key=` in the address).
+        await anonymous.fill("#key", api.key)
+        async with anonymous.expect_navigation():
+            await anonymous.click("button[type=submit]")
+        assert anonymous.url == f"{api.url}/dashboard"
         assert await anonymous.locator("#lift-chart").is_visible()
         await browser.close()
 

@@ -1,18 +1,25 @@
 """The report recovers a known truth: a few thousand simulated users through a real journey.
 
-Every user enters `t_measured` over the webhook (half are held out by the journey's hash).
-Each then buys with a known probability, 8 % when held out and 12 % when treated, at a random
-point inside the 7-day attribution window, with a known amount; a few others buy only after
-their window closed. Journey clocks are moved with time skipping, so days pass in
-milliseconds. The report must count exactly who bought in time and their revenue, and its 95 %
-interval must hold the true lift of 4 points. The draw is seeded, so the run is the same every
-time (the interval check is not a coin toss in CI).
+Every user enters `t_simulated` over the webhook (half are held out by the journey's hash),
+once quiet for a few seconds after the trigger, as cart recovery enters a shopper. Each then
+buys with a known probability, 8 % when held out and 12 % when treated, at a random point
+inside the 7-day attribution window, with a known amount; a few others buy only after their
+window closed. Journey clocks are moved with time skipping, so days pass in milliseconds. The
+report must count exactly who bought in time (and within the 1-day early window) and their
+revenue, and its 95 % interval must hold the true lift of 4 points. The draw is seeded, so the
+run is the same every time (the interval check is not a coin toss in CI).
+
+Around them, users the test must not count: staff accounts (suppressed at entry, in both groups
+alike; some buy anyway), users who buy before their quiet period ran out (never entered: no
+row), and second triggers inside the 30-day re-entry window (refused). The groups, their rates
+and the lift must be exactly those of the drawn users alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import statistics
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -22,15 +29,23 @@ from sqlmodel import select
 
 from activities.holdout import assign_group
 from activities.sending import DeliveryPolicy, SendingActivities
-from activities.store import JourneyRun
-from starter.report import build_report
-from tests.measurement.journeys import Measured
+from activities.store import JourneyRefusal, JourneyRun
+from starter import stats
+from starter.report import Conversions, EntryPath, build_report
+from tests.measurement.journeys import STAFF_TRAIT, Simulated
 
 USERS = 2000
 TRUE_RATE = {"holdout": 0.08, "treatment": 0.12}
 LATE_BUYERS = 40
+STAFF = 60
+"""Suppressed at entry; a third of them buy anyway."""
+NEVER_ENTERED = 80
+"""Buy right behind their trigger, inside the quiet period: never entered."""
+REFUSED = 50
+"""Trigger again after their run ended, inside the re-entry window."""
 SEED = 20261125
-J = Measured.name
+J = Simulated.name
+EARLY = timedelta(days=1)
 
 
 async def post_batches(api, calls: list[dict], size: int = 50, parallel: int = 2) -> None:
@@ -56,11 +71,18 @@ def track(user: str, event: str, **properties: object) -> dict:
     }
 
 
-def count(store, *where) -> int:
-    """Runs of the journey recorded so far (matching `where`)."""
-    query = select(func.count()).select_from(JourneyRun).where(JourneyRun.journey == J, *where)
+def count(store, *where, table=JourneyRun) -> int:
+    """Runs (or refusals) of the journey recorded so far (matching `where`)."""
+    query = select(func.count()).select_from(table).where(table.journey == J, *where)
     with store.session() as session:
         return session.exec(query).one()
+
+
+def signup(user: str, **traits: object) -> dict:
+    return {
+        **track(user, "Trial Started"),
+        "context": {"traits": {"email": f"{user}@example.test", **traits}},
+    }
 
 
 async def wait_for(check, what: str, tries: int = 2400) -> None:
@@ -74,22 +96,31 @@ async def wait_for(check, what: str, tries: int = 2400) -> None:
 async def test_the_report_recovers_the_true_lift_and_the_revenue_exactly(api_for, store):
     rng = random.Random(SEED)
     api = await api_for(
-        Measured, sending=SendingActivities(store, policy=DeliveryPolicy(quiet_hours=None))
+        Simulated, sending=SendingActivities(store, policy=DeliveryPolicy(quiet_hours=None))
     )
     users = [f"sim-{i:05d}" for i in range(USERS)]
-    group = {u: assign_group(J, u, Measured.holdout) for u in users}
-    entries = [
-        {**track(u, "Trial Started"), "context": {"traits": {"email": f"{u}@example.test"}}}
-        for u in users
-    ]
-    await post_batches(api, entries)
-    await wait_for(lambda: count(store) == USERS, "every entry")
+    group = {u: assign_group(J, u, Simulated.holdout) for u in users}
+    staff = [f"staff-{i:03d}" for i in range(STAFF)]
+    never = [f"never-{i:03d}" for i in range(NEVER_ENTERED)]
+    # A trigger and a purchase right behind it, in one batch (one user's calls keep their
+    # order): the purchase ends the quiet period before it ran out.
+    hasty = [call for u in never for call in (signup(u), track(u, "Order Completed", revenue=80.0))]
+    await post_batches(api, [signup(u) for u in users])
+    await post_batches(api, [signup(u, **{STAFF_TRAIT: True}) for u in staff])
+    await post_batches(api, hasty)
+    await wait_for(lambda: count(store) == USERS + STAFF, "every entry")
+    staff_groups = {r.group for r in store.runs(journey=J) if r.user_id in staff}
+    assert staff_groups == {"treatment", "holdout"}  # suppression is blind to the group
 
     # Who buys, when and for how much: drawn here, so the truth is known.
     buyers: dict[str, tuple[timedelta, float]] = {}
     for u in users:
         if rng.random() < TRUE_RATE[group[u]]:
             after = timedelta(minutes=rng.randint(60, 6 * 24 * 60))
+            if EARLY - timedelta(hours=1) < after <= EARLY:
+                # The clock also runs in real time between entry and purchase (seconds here):
+                # keep an hour between the early buyers and the early window's end.
+                after -= timedelta(hours=1)
             buyers[u] = (after, round(rng.uniform(15, 250), 2))
     late = rng.sample([u for u in users if u not in buyers], LATE_BUYERS)
 
@@ -106,6 +137,10 @@ async def test_the_report_recovers_the_true_lift_and_the_revenue_exactly(api_for
     await asyncio.gather(*(buy(u, after, amount) for u, (after, amount) in buyers.items()))
     # Late buyers: the window (7 days) closes first; their purchase is not the journey's.
     await asyncio.gather(*(buy(u, timedelta(days=8), 99.0) for u in late))
+    # Staff who buy: their runs ended at entry, so the purchase reaches no journey.
+    for u in staff[::3]:
+        response = await api.http.post("/v1/track", json=track(u, "Order Completed", revenue=75.0))
+        assert response.status_code == 200, response.text
 
     def converted() -> int:
         return sum(1 for r in store.runs(journey=J) if r.outcome == "converted")
@@ -118,16 +153,53 @@ async def test_the_report_recovers_the_true_lift_and_the_revenue_exactly(api_for
         "the late buyers' windows to close",
     )
 
-    [report] = build_report(store, [Measured], journey=J).journeys
+    # Users whose runs have ended trigger again, inside the re-entry window: refused.
+    again = rng.sample(sorted([*buyers, *late]), REFUSED)
+    await post_batches(api, [signup(u) for u in again])
+    await wait_for(lambda: count(store, table=JourneyRefusal) == REFUSED, "every refusal")
+
+    [report] = build_report(store, [Simulated], journey=J).journeys
     t, h = report.treatment, report.holdout
-    assert t.size == sum(1 for u in users if group[u] == "treatment")
-    assert h.size == USERS - t.size
+    size = {arm: sum(1 for u in users if group[u] == arm) for arm in ("treatment", "holdout")}
+    bought = {arm: [u for u in buyers if group[u] == arm] for arm in ("treatment", "holdout")}
     for arm, result in (("treatment", t), ("holdout", h)):
-        bought = [amount for u, (_, amount) in buyers.items() if group[u] == arm]
-        assert result.converted == len(bought)
-        assert result.revenue == pytest.approx(sum(bought), abs=0.005)  # to the cent
+        assert (result.entries, result.users) == (size[arm], size[arm])
+        assert result.converted == len(bought[arm])
+        assert result.rate == len(bought[arm]) / size[arm]
+        revenue = sum(buyers[u][1] for u in bought[arm])
+        assert result.revenue == pytest.approx(revenue, abs=0.005)  # to the cent
+        early = [u for u in bought[arm] if buyers[u][0] <= EARLY]
+        assert result.early_converted == len(early)
+        assert result.early_rate == len(early) / size[arm]
+        # Each purchase came its drawn time after entry, plus the real seconds in between.
+        median = statistics.median(buyers[u][0] for u in bought[arm])
+        assert result.median_time_to_convert is not None
+        assert median <= result.median_time_to_convert < median + timedelta(minutes=30)
+    assert report.entries == USERS
+    # Exactly the lift of the drawn users alone: nobody else moved it.
+    truth = stats.lift(
+        len(bought["treatment"]), size["treatment"], len(bought["holdout"]), size["holdout"]
+    )
+    assert report.absolute_lift == truth.absolute and report.p_value == truth.p_value
+    assert report.absolute_lift_ci is not None and truth.absolute_ci is not None
+    assert (report.absolute_lift_ci.low, report.absolute_lift_ci.high) == (
+        truth.absolute_ci.low,
+        truth.absolute_ci.high,
+    )
+    assert report.by_entry == [
+        EntryPath(
+            entry_event="Trial Started",
+            treatment=Conversions(entries=t.entries, converted=t.converted, rate=t.rate),
+            holdout=Conversions(entries=h.entries, converted=h.converted, rate=h.rate),
+        )
+    ]
     assert report.exits["converted"] == len(buyers)
     assert report.exits["completed"] == LATE_BUYERS  # bought after the window: no credit
+    assert report.exits["suppressed:staff_account"] == report.suppressed == STAFF
+    assert report.failed == 0
+    assert (report.refused, report.refused_by_reason) == (REFUSED, {"reentry_window": REFUSED})
+    assert not [r for r in store.runs(journey=J) if r.user_id in never]  # no row at all
+    assert count(store) == USERS + STAFF  # the refused triggers started no run
 
     true_lift = TRUE_RATE["treatment"] - TRUE_RATE["holdout"]
     assert report.absolute_lift_ci is not None
@@ -136,10 +208,10 @@ async def test_the_report_recovers_the_true_lift_and_the_revenue_exactly(api_for
     # The truth is four points; with about a thousand users per arm the test should see it.
     assert report.significant and report.p_value is not None and report.p_value < 0.05
     mean_amount = (15 + 250) / 2
-    true_incremental = true_lift * mean_amount * t.size
+    true_incremental = true_lift * mean_amount * t.entries
     assert report.incremental_revenue_ci is not None
     assert report.incremental_revenue_ci.low <= true_incremental
     assert true_incremental <= report.incremental_revenue_ci.high
     # Per step: the nudge went to every treated user, and each held-out user was recorded.
     nudge = report.steps[0]
-    assert (nudge.step, nudge.sent, nudge.held_out) == ("nudge", t.size, h.size)
+    assert (nudge.step, nudge.sent, nudge.held_out) == ("nudge", t.entries, h.entries)

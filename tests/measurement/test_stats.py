@@ -38,9 +38,9 @@ def test_empty_groups_give_no_numbers_instead_of_dividing_by_zero():
 
 
 def test_incremental_revenue_counts_non_buyers_as_zero():
-    # Treatment: 4 users, two bought 30 and 10. Holdout: 2 users, one bought 20.
+    # Treatment: 4 entries, two bought 30 and 10. Holdout: 2 entries, one bought 20.
     money = stats.revenue(40.0, 30**2 + 10**2, 4, 20.0, 20**2, 2)
-    assert money.per_user_treatment == 10.0 and money.per_user_holdout == 10.0
+    assert money.per_entry_treatment == 10.0 and money.per_entry_holdout == 10.0
     assert money.incremental == 0.0
     var_t = (1000 - 4 * 10.0**2) / 3
     var_h = (400 - 2 * 10.0**2) / 1
@@ -50,6 +50,6 @@ def test_incremental_revenue_counts_non_buyers_as_zero():
 
 
 def test_small_groups_are_flagged_until_the_approximation_holds():
-    assert "100 users" in (stats.too_small(10, 50, 5, 50) or "")
+    assert "100 entries" in (stats.too_small(10, 50, 5, 50) or "")
     assert "conversions" in (stats.too_small(2, 500, 30, 500) or "")
     assert stats.too_small(60, 500, 40, 500) is None

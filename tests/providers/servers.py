@@ -30,6 +30,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
+from urllib.parse import parse_qsl
 
 import uvicorn
 from aiosmtpd.controller import Controller
@@ -195,10 +196,17 @@ def _get(doc: Any, *path: str) -> Any:
     return doc
 
 
+SENDGRID_RESERVED_HEADERS = frozenset(
+    {"x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
+     "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc"}
+)  # fmt: skip
+"""Headers SendGrid's `headers` object may not set (its Mail Send reference)."""
+
+
 def sendgrid_check(request: Request, raw: bytes) -> Response | None:
     """SendGrid v3 /v3/mail/send: Bearer key; personalizations[].to[].email, from.email,
-    subject, content[] (text/plain first); string custom_args and headers. Errors:
-    `{"errors": [{"message", "field", "help"}]}`."""
+    subject, content[] (text/plain first); string custom_args and headers, none of them
+    reserved. Errors: `{"errors": [{"message", "field", "help"}]}`."""
 
     def errors(status: int, *items: tuple[str | None, str]) -> JSONResponse:
         listed = [{"message": m, "field": f, "help": None} for f, m in items]
@@ -237,6 +245,10 @@ def sendgrid_check(request: Request, raw: bytes) -> Response | None:
     headers = doc.get("headers", {})
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         problems.append(("headers", "Invalid type. Expected: object of strings."))
+    else:
+        reserved = sorted(k for k in headers if k.lower() in SENDGRID_RESERVED_HEADERS)
+        if reserved:
+            problems.append(("headers", f"Reserved headers cannot be set: {', '.join(reserved)}"))
     return errors(400, *problems) if problems else None
 
 
@@ -469,6 +481,101 @@ CONTRACTS: dict[str, Contract] = {
 }
 
 
+# ActiveCampaign ---------------------------------------------------------------------------
+# Two endpoints on two hosts (the account's API and the Event Tracking API), so it is not in
+# CONTRACTS, whose vendors take one request per message: tests/providers/test_activecampaign.py
+# serves each check on its own LoopbackServer.
+
+AC_ACCOUNT_ID = "1000123"
+"""The Event Tracking `actid` the ActiveCampaign stand-in accepts."""
+AC_EVENT_KEY = "evk-4c1d1cc1fa4fbf2b"
+"""The Event Tracking `key` it accepts (the API stand-in takes KEY as its Api-Token)."""
+AC_CONTACT_FIELDS = frozenset({"email", "firstName", "lastName", "phone", "fieldValues"})
+"""What `contact` may hold in a contact sync (its reference, less the deprecated fields)."""
+AC_EVENT_FIELDS = ("actid", "key", "event", "eventdata", "visit")
+AC_SYNCED = (
+    200,
+    {"fieldValues": [], "contact": {"email": "ada@example.test", "id": "113"}},
+    {},
+)
+"""A contact sync's answer: 201 for a new contact, 200 for an updated one, same body."""
+AC_TRACKED = (200, {"success": 1, "message": "Event spawned"}, {})
+
+
+def activecampaign_error(
+    status: int, title: str, code: str, pointer: str = "/data/attributes/email"
+) -> JSONResponse:
+    """ActiveCampaign v3's validation error shape."""
+    item = {"title": title, "detail": "", "code": code, "source": {"pointer": pointer}}
+    return JSONResponse({"errors": [item]}, status)
+
+
+def activecampaign_contact_check(request: Request, raw: bytes) -> Response | None:
+    """POST /api/3/contact/sync: `Api-Token` header, a JSON `{"contact": {...}}` whose email is
+    required and valid, names strings, fieldValues `[{"field": "<id>", "value": "<text>"}]`.
+    Errors: 403 `{"message"}` (the token), 400 `{}` (not JSON), 422 `{"errors": [{"title",
+    "detail", "code", "source": {"pointer"}}]}`."""
+    if request.headers.get("api-token") != KEY:
+        return JSONResponse({"message": "Forbidden"}, 403)
+    doc = _body(raw)
+    if "json" not in request.headers.get("content-type", "") or not isinstance(doc, dict):
+        return JSONResponse({}, 400)
+    contact = doc.get("contact")
+    if set(doc) != {"contact"} or not isinstance(contact, dict):
+        return activecampaign_error(422, "The contact was not provided.", "field_missing", "/")
+    unknown = sorted(set(contact) - AC_CONTACT_FIELDS)
+    if unknown:
+        where = f"/data/attributes/{unknown[0]}"
+        return activecampaign_error(422, f"Unknown attribute {unknown[0]}.", "field_invalid", where)
+    email = contact.get("email")
+    if not isinstance(email, str) or not email:
+        return activecampaign_error(422, "The contact email was not provided.", "field_missing")
+    if not EMAIL.match(email):
+        return activecampaign_error(422, "Contact Email Address is not valid.", "email_invalid")
+    for name in ("firstName", "lastName"):
+        if name in contact and not (isinstance(contact[name], str) and contact[name]):
+            where = f"/data/attributes/{name}"
+            return activecampaign_error(422, f"{name} must be text.", "field_invalid", where)
+    values = contact.get("fieldValues", [])
+    if not isinstance(values, list) or not all(
+        isinstance(v, dict)
+        and set(v) == {"field", "value"}
+        and str(v["field"]).isdigit()
+        and isinstance(v["value"], str)
+        for v in values
+    ):
+        where = "/data/attributes/fieldValues"
+        return activecampaign_error(422, "Invalid field values.", "field_invalid", where)
+    return None
+
+
+def activecampaign_event_check(request: Request, raw: bytes) -> Response | None:
+    """POST trackcmp.net/event, form-encoded, each field once: actid, key, event (at most 32
+    characters), optional eventdata, visit = JSON `{"email": ...}`. Malformed: 400 `{}`; a
+    wrong actid or key: 200 `{"success": 0, "message"}`; the Api-Token never belongs here."""
+    if request.headers.get("content-type") != "application/x-www-form-urlencoded":
+        return JSONResponse({}, 400)
+    if "api-token" in request.headers:  # the account's API token sent to another host
+        return JSONResponse({}, 400)
+    try:
+        pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        return JSONResponse({}, 400)
+    form = dict(pairs)
+    if len(form) != len(pairs) or not set(form) <= set(AC_EVENT_FIELDS):
+        return JSONResponse({}, 400)
+    if not all(form.get(k) for k in ("actid", "key", "event", "visit")):
+        return JSONResponse({}, 400)
+    if len(form["event"]) > 32:
+        return JSONResponse({}, 400)
+    visit = _body(form["visit"].encode())
+    if not isinstance(visit, dict) or not EMAIL.match(str(visit.get("email") or "")):
+        return JSONResponse({}, 400)
+    if form["actid"] != AC_ACCOUNT_ID or form["key"] != AC_EVENT_KEY:
+        return JSONResponse({"success": 0, "message": "Invalid actid or key"})
+    return None
+
+
 # SMTP -------------------------------------------------------------------------------------
 
 
@@ -478,6 +585,8 @@ class Inbox:
     (e.g. "550 5.1.1 no such user"); `hold` seconds before answering DATA (a slow server)."""
 
     received: list[EmailMessage] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+    """Each message's bytes exactly as they came over DATA (what a mailbox provider reads)."""
     envelopes: list[tuple[str, list[str], str | None]] = field(default_factory=list)
     """(MAIL FROM, RCPT TOs, the login the session authenticated as)."""
     rcpt_reply: str | None = None
@@ -497,6 +606,7 @@ class Inbox:
             return self.data_reply
         mail = message_from_bytes(envelope.content, policy=policy.default)
         self.received.append(mail)  # type: ignore[arg-type]
+        self.raw.append(bytes(envelope.original_content or envelope.content))
         auth = session.auth_data if session.authenticated else None
         login = auth.login.decode() if isinstance(auth, LoginPassword) else None
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos), login))

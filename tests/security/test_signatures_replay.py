@@ -7,6 +7,11 @@ after its tolerance (or dated in the future), the old signature under a fresh ti
 tampered body under a genuine signature, and plain redelivery, which the timestamp-less schemes
 (Shopify, Segment) leave to deduplication. A refusal must record nothing and explain nothing
 that would help a forger; a malformed timestamp must be a 401, not a crash.
+
+Shopify signs the body only: its topic and webhook ID headers are the replayer's to choose. A
+captured body is one event per topic however often, and with whatever webhook ID, it is posted
+again (the message ID is a digest of the body), and a body is refused under a topic whose
+resource it is not (a checkout is never an order).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from activities.store import EventReceipt, Store
 from starter.sources import sign_segment, sign_shopify, sign_standard_webhook, sign_stripe
 from starter.sources.signing import TOLERANCE
 from tests.security.conftest import SOURCE_SECRETS, LiveStack
+from tests.sources.payloads import load
 
 STRIPE = SOURCE_SECRETS["stripe_secret"].get_secret_value()
 STANDARD = SOURCE_SECRETS["standard_webhook_secret"].get_secret_value()
@@ -177,10 +183,7 @@ async def test_a_redelivered_segment_or_shopify_request_has_one_effect(api: Any)
     (Segment's messageId, Shopify's webhook ID) is what makes a replay harmless."""
     user = f"u-{uuid.uuid4().hex[:8]}"
     call = segment_call(user)
-    order = json.dumps(
-        {"id": 7, "customer": {"id": user}, "total_price": "59.90", "line_items": [],
-         "created_at": "2026-11-24T10:00:00Z"}
-    ).encode()  # fmt: skip
+    order = shopify_body("shopify_order", user)
     shopify = {
         "X-Shopify-Hmac-Sha256": sign_shopify(order, SHOPIFY),
         "X-Shopify-Topic": "orders/create",
@@ -215,3 +218,74 @@ async def test_a_malformed_signed_timestamp_is_a_401_not_a_crash(api: Any, stamp
     headers["webhook-timestamp"] = stamp.encode()
     answer = await api.http.post("/v1/sources/webhook", content=body, headers=headers)
     assert answer.status_code == 401
+
+
+def shopify_body(fixture: str, user: str) -> bytes:
+    """Shopify's documented example (tests/sources/fixtures), as this user's."""
+    payload = load(fixture)
+    payload["customer"]["id"] = user
+    return json.dumps(payload).encode()
+
+
+def shopify_headers(body: bytes, topic: str, webhook_id: str) -> dict[str, str]:
+    """What a replayer sends: the captured signature, and any topic and webhook ID it likes."""
+    return {
+        "X-Shopify-Hmac-Sha256": sign_shopify(body, SHOPIFY),
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Webhook-Id": webhook_id,
+    }
+
+
+async def test_a_captured_shopify_body_under_fresh_webhook_ids_and_topics_is_one_event(
+    api: Any,
+) -> None:
+    """Shopify's HMAC covers the body only: one captured checkout once became any number of
+    cart changes, and any number of "Order Completed" (the cart journey's goal) as orders/create."""
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    checkout = shopify_body("shopify_checkout", user)
+    first = await api.http.post(
+        "/v1/sources/shopify", content=checkout,
+        headers=shopify_headers(checkout, "checkouts/update", f"wh-{user}"),
+    )  # fmt: skip
+    assert first.status_code == 200, first.text
+    assert [c["status"] for c in first.json()["calls"]] == ["accepted", "accepted"]
+    for attempt in range(3):  # the same topic, a fresh webhook ID each time
+        again = await api.http.post(
+            "/v1/sources/shopify", content=checkout,
+            headers=shopify_headers(checkout, "checkouts/update", f"wh-{user}-{attempt}"),
+        )  # fmt: skip
+        assert again.status_code == 200, again.text
+        assert [c["status"] for c in again.json()["calls"]] == ["duplicate", "duplicate"]
+    for attempt in range(3):  # as a purchase
+        forged = await api.http.post(
+            "/v1/sources/shopify", content=checkout,
+            headers=shopify_headers(checkout, "orders/create", f"wh-order-{user}-{attempt}"),
+        )  # fmt: skip
+        assert forged.status_code == 422, forged.text
+        assert "orders/create sends an order" in forged.json()["detail"]
+    summary = api.store.event_summary(user, "Cart Updated")
+    assert summary is not None and summary.count == 1
+    assert api.store.event_summary(user, "Order Completed") is None
+    assert {r.event for r in receipts(api, user)} == {None, "Cart Updated"}  # identify, track
+
+
+async def test_a_captured_shopify_order_is_one_purchase_and_never_a_checkout(api: Any) -> None:
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    order = shopify_body("shopify_order", user)
+    for attempt in range(3):
+        answer = await api.http.post(
+            "/v1/sources/shopify", content=order,
+            headers=shopify_headers(order, "orders/create", f"wh-{user}-{attempt}"),
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        expected = "accepted" if attempt == 0 else "duplicate"
+        assert [c["status"] for c in answer.json()["calls"]] == [expected, expected]
+    for topic in ("checkouts/create", "checkouts/update"):
+        answer = await api.http.post(
+            "/v1/sources/shopify", content=order,
+            headers=shopify_headers(order, topic, f"wh-{user}-{topic}"),
+        )  # fmt: skip
+        assert answer.status_code == 422, answer.text
+    assert api.store.event_summary(user, "Order Completed").count == 1  # type: ignore[union-attr]
+    assert api.store.event_summary(user, "Cart Updated") is None
+    assert api.store.event_summary(user, "Checkout Started") is None

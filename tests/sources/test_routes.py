@@ -48,8 +48,8 @@ async def test_a_shopify_cart_update_identifies_the_shopper_and_starts_cart_reco
     assert track["journeys"][0]["journey"] == "cart_recovery"
     profile = api.stack.store.get_profile(str(customer))
     assert profile.email == "shopper@example.test" and profile.traits["first_name"] == "Sam"
-    summary = api.stack.store.event_summary(str(customer), "Product Added")
-    assert summary.last_properties["items"][0]["title"] == "Lamp"
+    summary = api.stack.store.event_summary(str(customer), "Cart Updated")
+    assert summary.last_properties["products"][0]["name"] == "Lamp"
     assert summary.last_properties["cart_value"] == 59.9
 
     again = await api.http.post("/v1/sources/shopify", content=body, headers=headers)
@@ -59,7 +59,7 @@ async def test_a_shopify_cart_update_identifies_the_shopper_and_starts_cart_reco
     assert (
         await api.http.post("/v1/sources/shopify", content=tampered, headers=headers)
     ).status_code == 401
-    headers["X-Shopify-Topic"] = "products/update"
+    headers["X-Shopify-Topic"] = "customers/create"  # a topic no journey uses
     signed = {**headers, "X-Shopify-Hmac-Sha256": sign_shopify(body, "shpss_test")}
     ignored = await api.http.post("/v1/sources/shopify", content=body, headers=signed)
     assert ignored.json()["status"] == "ignored"

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
-from sqlmodel import SQLModel
 
 from activities import migrations
 from activities.store import Store
@@ -22,10 +21,21 @@ from starter.cli import main
 from tests.store.databases import DATABASES, empty_database
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = {
+BASELINE_TABLES = {
     "profiles", "journey_runs", "journey_steps", "outbox", "journey_controls",
     "journey_control_log", "event_receipts", "event_summaries", "user_aliases",
 }  # fmt: skip
+"""The tables create_all made before migrations (revision 0001)."""
+TABLES = BASELINE_TABLES | {"journey_refusals", "catalog_products", "purchases"}  # 0002, 0003
+
+
+def create_all_before_migrations(store: Store) -> None:
+    """What every version before migrations did: create_all, of the tables and columns it had
+    then, which the baseline migration reproduces; without its migration history."""
+    migrations.upgrade(store.engine, migrations.BASELINE)
+    with store.engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+    assert tables(store) == BASELINE_TABLES
 
 
 @pytest.fixture(params=DATABASES)
@@ -84,8 +94,15 @@ def test_migrating_again_changes_nothing_and_keeps_the_data(empty):
 
 
 def test_a_database_the_old_create_all_made_is_adopted_with_its_data(empty):
-    SQLModel.metadata.create_all(empty.engine)  # what every version before migrations did
-    empty.upsert_profile("u-old", email="old@example.test", traits={"plan": "pro"})
+    create_all_before_migrations(empty)
+    with empty.engine.begin() as conn:  # a profile the old version wrote
+        conn.execute(
+            text(
+                "INSERT INTO profiles (user_id, email, traits, updated_at) "
+                "VALUES ('u-old', 'old@example.test', :traits, :now)"
+            ),
+            {"traits": '{"plan": "pro"}', "now": "2026-11-01 10:00:00"},
+        )
     empty.migrate()
     assert migrations.current(empty.engine) == migrations.head()
     must_match_the_models(empty)
@@ -94,7 +111,7 @@ def test_a_database_the_old_create_all_made_is_adopted_with_its_data(empty):
 
 
 def test_an_older_create_all_database_that_lacks_a_column_is_refused_untouched(empty):
-    SQLModel.metadata.create_all(empty.engine)
+    create_all_before_migrations(empty)
     with empty.engine.begin() as conn:  # a version from before journey_runs had revenue
         conn.execute(text("ALTER TABLE journey_runs DROP COLUMN revenue"))
     with pytest.raises(migrations.SchemaError, match=r"column journey_runs\.revenue is missing"):
@@ -192,3 +209,31 @@ def test_migrations_ship_in_the_installed_package():
             assert str(path.relative_to(folder)) in data, f"{path.name} is not package data"
     assert (folder / "script.py.mako").exists()
     assert (folder / "__init__.py").exists() and (folder / "versions" / "__init__.py").exists()
+
+
+def test_an_unsubscribe_kept_in_traits_moves_apart_from_them(empty):
+    """The old unsubscribe link wrote a trait, which any identify could overwrite; 0004 keeps
+    that state in its own column, and later identifies cannot clear it."""
+    migrations.upgrade(empty.engine, "0003")
+    with empty.engine.begin() as conn:
+        for user, traits in (
+            ("u-link", '{"unsubscribed": true, "unsubscribed_from": "cart_recovery"}'),
+            ("u-string", '{"email_unsubscribed": "true"}'),
+            ("u-subscribed", '{"unsubscribed": false, "plan": "pro"}'),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO profiles (user_id, email, traits, updated_at) "
+                    "VALUES (:user, NULL, :traits, '2026-11-01 10:00:00')"
+                ),
+                {"user": user, "traits": traits},
+            )
+    empty.migrate()
+    assert empty.get_profile("u-link").email_unsubscribed_from == "cart_recovery"
+    assert empty.get_profile("u-string").email_unsubscribed_at is not None
+    assert empty.get_profile("u-subscribed").email_unsubscribed_at is None
+
+    empty.upsert_profile("u-link", traits={"unsubscribed": False})  # an identify cannot undo it
+    assert empty.get_profile("u-link").email_unsubscribed_at is not None
+    empty.set_subscription("u-link", subscribed=True, source="api")  # the explicit call can
+    assert empty.get_profile("u-link").email_unsubscribed_at is None

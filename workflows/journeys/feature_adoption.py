@@ -3,8 +3,10 @@
 Entry is by segment, in a daily run: users active for at least 14 days (first to last activity)
 and still active in the last 7, who used at least two core features, but never the target
 feature (default: Report Created). Emails at entry, 5 days and 10 days, each only while the
-feature is still unused: using it is the goal, which ends the journey at once. The goal window
-is 30 days. The daily run never re-enters a user within 90 days.
+feature is still unused: using it is the goal, which ends the journey at once. Seed 003's "5 days
+later / 10 days later" are counted from entry, as every journey counts its timings (win-back's
+"21 days later" is day 21). The goal window is 30 days; the report also gives adoption within 14
+days (the seed's measurement window). The daily run never re-enters a user within 90 days.
 
 Change the feature by subclassing: `target_event`, `feature_name`, `core_features` and the windows
 are class attributes, and `declare` builds the goal and the segment from them.
@@ -36,6 +38,7 @@ class FeatureAdoption(Journey):
     active_at_least = timedelta(days=14)
     still_active_within = timedelta(days=7)
     adoption_window = timedelta(days=30)
+    early_window = timedelta(days=14)
     tutorial_at = timedelta(days=5)
     personal_note_at = timedelta(days=10)
     schedule = "0 9 * * *"  # daily at 09:00
@@ -43,7 +46,7 @@ class FeatureAdoption(Journey):
 
     @classmethod
     def declare(cls) -> None:
-        cls.goal = Goal(cls.target_event, within=cls.adoption_window)
+        cls.goal = Goal(cls.target_event, within=cls.adoption_window, early=cls.early_window)
         cls.segment = Segment(
             active_span(cls.active_at_least),
             active_within(cls.still_active_within),

@@ -2,7 +2,8 @@
 
 Starts on Trial Started, whose `trial_end` property (ISO 8601 or Unix seconds, as Stripe sends
 it) says when the trial ends. One email 3 days before that; at once if the trial is shorter.
-Plan Upgraded ends it as a conversion.
+The trial turning into a paid subscription ends it as a conversion: Plan Upgraded, or
+Subscription Started (what Stripe's trialing -> active becomes, starter/sources/stripe.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from workflows import Goal, Journey, Trigger
 class TrialExpiring(Journey):
     name = "trial_expiring"
     trigger = Trigger("Trial Started")
-    goal = Goal("Plan Upgraded", within=timedelta(days=45))
+    goal = Goal("Plan Upgraded", "Subscription Started", within=timedelta(days=45))
     holdout = 0.15
     reentry = timedelta(days=30)
 

@@ -4,11 +4,19 @@ Entry: Subscription Cancelled, or by segment in a daily run: no activity for 60 
 least 30 days of activity (first to last activity). Not for customers with a negative support
 experience (a CRM trait) or who opted out of win-back messages.
 
-Emails, counted from entry: 7 days (a simple goodbye asking for feedback, no pitch), 28 days (what
-is new since they left) and 73 days (a re-activation offer with an expiry date). The seed says
-"Email 2 (21 days later)" and "Email 3 (45 days later)"; we read each as later than the email
-before it (7, 7+21 = 28, 28+45 = 73), since a 45-day offer would otherwise come before the 21-day
-update was read. Subscription Started within 90 days of entry is the goal.
+Emails, counted from entry: 7 days (a simple goodbye asking for feedback, no pitch), 21 days (what
+is new since they left) and 45 days (a re-activation offer with an expiry date). Seed 003 writes
+"Email 2 (21 days later)" and "Email 3 (45 days later)"; like its cart timings ("24 hours after
+trigger") and feature adoption's "5 days later / 10 days later" (days 0, 5, 10), we count each
+from the trigger, so every journey reads "N days later" the same way.
+
+The goal depends on how the customer entered. Cancelled: Subscription Started within 90 days.
+Dormant: coming back, any tracked activity (or `return_events`) within 90 days, counted as
+re-activated (seed 003: "login resumption"); a return ends the journey at once. The report gives
+conversion within 7 days too (the seed's re-engagement window) and splits both entry paths.
+
+Suppression (negative support experience, opted out) is asked again before every email, on the
+profile as it is then: a flag set on day 10 stops the day-21 and day-45 emails.
 """
 
 from __future__ import annotations
@@ -16,22 +24,28 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from workflows import Goal, Journey, Trigger
-from workflows.segments import Segment, active_span, inactive_for
+from workflows import Event, Goal, Journey, Trigger
+from workflows.journey import ANY_EVENT
+from workflows.segments import SEGMENT_ENTERED, Segment, active_span, inactive_for
 
 
 class WinBack(Journey):
     name = "win_back"
     trigger = Trigger("Subscription Cancelled")
-    goal = Goal("Subscription Started", within=timedelta(days=90))
+    goal = Goal("Subscription Started", within=timedelta(days=90), early=timedelta(days=7))
+    """The goal of a cancelled customer; a dormant one's is `return_goal`."""
+    return_goal: Goal
     holdout = 0.15
     reentry = timedelta(days=180)
 
     dormant_for = timedelta(days=60)
     active_at_least = timedelta(days=30)
     feedback_at = timedelta(days=7)
-    whats_new_at = timedelta(days=28)
-    offer_at = timedelta(days=73)
+    whats_new_at = timedelta(days=21)
+    offer_at = timedelta(days=45)
+    return_events: tuple[str, ...] = ()
+    """What counts as a dormant customer's return; empty: any event they send."""
+    reactivation_window = timedelta(days=90)
     offer_percent = 30
     offer_code = "WELCOMEBACK30"
     offer_valid_for = timedelta(days=14)
@@ -48,6 +62,26 @@ class WinBack(Journey):
             cron=cls.schedule,
             timezone=cls.schedule_timezone,
         )
+        cls.return_goal = Goal(
+            *(cls.return_events or (ANY_EVENT,)),
+            within=cls.reactivation_window,
+            early=timedelta(days=7),
+            where=cls._is_return,
+        )
+
+    @classmethod
+    def _is_return(cls, event: Event) -> bool:
+        """Anything but another cancellation (or a segment entry) is the customer back."""
+        leaving = cls.trigger.events if cls.trigger is not None else ()
+        return event.name not in leaving and event.name != SEGMENT_ENTERED
+
+    @classmethod
+    def goals(cls) -> list[Goal]:
+        return [*super().goals(), cls.return_goal]
+
+    @classmethod
+    def goal_for(cls, entry: str | None) -> Goal | None:
+        return cls.return_goal if entry == SEGMENT_ENTERED else cls.goal
 
     def suppress(self) -> str | None:
         traits = self.profile.traits
