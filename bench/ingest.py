@@ -128,7 +128,7 @@ class Stack:
             "JOURNEYS_JOURNEY_MODULES": '["workflows.journeys.cart_recovery", "bench.journeys"]',
             "JOURNEYS_TEMPLATES_DIR": str(ROOT / "bench" / "templates"),
             "JOURNEYS_QUIET_HOURS": "",  # measure sends, not the night
-            "JOURNEYS_SECRET_KEY": "bench",
+            "JOURNEYS_SECRET_KEY": "bench-" + "0" * 26,  # journeys api refuses one under 16
         }
         self.processes: list[subprocess.Popen[bytes]] = []
         self.roles: list[str] = []
