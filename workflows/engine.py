@@ -426,8 +426,7 @@ class JourneyWorkflow:
         names = (*trigger.events, *trigger.restart_on)
 
         def last_change() -> datetime:
-            seen = [self._last_seen[name] for name in names if name in self._last_seen]
-            return max([self._entered_at, *seen])
+            return self._last_of(names)
 
         self._set_step("qualifying", None)
         while self._goal_event is None:
@@ -495,8 +494,7 @@ class JourneyWorkflow:
         label = step or self._label("inactive_for")
 
         def last_activity() -> datetime:
-            seen = [self._last_seen[name] for name in events if name in self._last_seen]
-            return max([self._entered_at, *seen])
+            return self._last_of(events)
 
         first = True
         while True:
@@ -634,6 +632,11 @@ class JourneyWorkflow:
         if self._local_records:
             return await workflow.execute_local_activity_method(activity, arg, **RECORD_OPTIONS)
         return await workflow.execute_activity_method(activity, arg, **RECORD_OPTIONS)
+
+    def _last_of(self, names: tuple[str, ...]) -> datetime:
+        """When the latest of these events arrived, or the entry time if none has."""
+        seen = [self._last_seen[name] for name in names if name in self._last_seen]
+        return max([self._entered_at, *seen])
 
     def _check_goal(self) -> None:
         if self._goal_event is not None:
