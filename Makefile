@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint format install clean
+.PHONY: run test lint typecheck format install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,17 +17,21 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/journeys dev
 
-## make test: lint, then the whole suite against a real Temporal dev server.
-test: install lint
+## make test: lint, type check, then the whole suite against a real Temporal dev server.
+test: install lint typecheck
 	$(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## make typecheck: mypy, strict on workflows/ and activities/ ([tool.mypy] in pyproject.toml).
+typecheck: install
+	$(BIN)/mypy
+
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) data .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -27,10 +27,14 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import EntryActivities, RecordingActivities, SendingActivities, Store
+from activities.erasure import ErasureActivities
+from activities.experiments import ExperimentActivities
 from activities.segments import SegmentActivities
+from activities.send_time import SendTimeActivities
 from activities.sending import DeliveryPolicy
 from starter.settings import Settings
 from workflows.engine import JourneyWorkflow
+from workflows.erasure import EraseUser
 from workflows.identity import SEARCH_ATTRIBUTES
 from workflows.segment_entry import SegmentEntryWorkflow
 
@@ -79,8 +83,14 @@ def create_worker(
     """
     write_bytecode()
     entry, recording = EntryActivities(store), RecordingActivities(store)
+    experiments = ExperimentActivities(store)
     segments = SegmentActivities(store, client, task_queue)
     sending = sending or SendingActivities(store)
+    send_time = SendTimeActivities(
+        store, sending.policy.quiet_hours, sending.policy.default_timezone
+    )
+    # The suppression list of erased addresses is keyed as the send activity checks it.
+    erasure = ErasureActivities(store, client, sending.policy.secret_key)
     return Worker(
         client,
         task_queue=task_queue,
@@ -92,8 +102,15 @@ def create_worker(
             entry.read_profile,
             recording.record_step,
             recording.record_outcome,
+            experiments.assign_variant,
+            send_time.best_send_time,
             sending.send_message,
             segments.enter_segment_page,
+            erasure.begin,
+            erasure.end_journeys,
+            erasure.erase_records,
+            erasure.delete_histories,
+            erasure.finish,
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
@@ -101,7 +118,7 @@ def create_worker(
     )
 
 
-WORKFLOWS = (JourneyWorkflow, SegmentEntryWorkflow)
+WORKFLOWS = (JourneyWorkflow, SegmentEntryWorkflow, EraseUser)
 
 
 def write_bytecode() -> None:
@@ -135,6 +152,9 @@ PASSTHROUGH = (
     "workflows.journey",
     "workflows.segments",
     "workflows.identity",
+    "workflows.experiments",
+    "workflows.carry",
+    "workflows.send_time",
 )
 """The engine's own modules, loaded once rather than for every new journey workflow.
 
@@ -168,6 +188,8 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
         quiet_hours=QuietHours.parse(settings.quiet_hours),
         default_timezone=settings.default_timezone,
         company=company,
+        track_clicks=settings.track_clicks,
+        track_opens=settings.track_opens,
     )
 
 
@@ -181,8 +203,24 @@ def sending_from(settings: Settings, store: Store) -> SendingActivities:
         provider = create_provider(provider_config(settings, settings.email_provider))
     if settings.webhook_url:
         webhook = create_provider(provider_config(settings, "webhook"))
+    audience = None
+    if settings.mailchimp_api_key or settings.mailchimp_list_id:  # the `audience` channel
+        from activities.audiences import mailchimp_audience
+
+        key = settings.mailchimp_api_key
+        audience = mailchimp_audience(
+            key.get_secret_value() if key else None,
+            settings.mailchimp_list_id,
+            base_url=settings.mailchimp_base_url,
+            status_if_new=settings.mailchimp_status_if_new,
+        )
     return SendingActivities(
-        store, Renderer(settings.template_folders()), provider, delivery_policy(settings), webhook
+        store,
+        Renderer(settings.template_folders()),
+        provider,
+        delivery_policy(settings),
+        webhook,
+        audience,
     )
 
 

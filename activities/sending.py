@@ -5,8 +5,10 @@ an email address that is exactly one mailbox ("invalid_address": a profile writt
 API checked addresses, or by another writer, may hold "v@x.com, a@evil.com", which a provider
 would read as two recipients), consent ("unsubscribed", "no_consent"), quiet hours (answered
 "deferred": the journey waits on a durable timer and asks again), the frequency cap across all
-journeys ("frequency_cap"), and the templates ("template_error"). Each skip is recorded with
-its reason.
+journeys ("frequency_cap", or "frequency_cap_lower_priority" when the last messages the cap allows
+are kept for a waiting send of a journey with a higher `priority`), the journey's `send_rate`
+(answered "deferred" until the send's slot: activities/throttle.py), and the templates
+("template_error"). Each skip is recorded with its reason.
 
 Exactly once in effect: the message log row (unique per journey run and step) is claimed as
 "sending" before the provider is called and set to "sent" after. A retry that finds "sent"
@@ -15,6 +17,10 @@ or may not have the message, so it is resent only to a provider that dedupes on 
 otherwise marked "unknown", never sent twice. A provider's "try later" (429, 5xx, refused
 connection) removes the claim and retries with backoff, honouring Retry-After; a permanent
 refusal (bad address, bad key) is recorded as failed and the journey carries on.
+
+The `audience` channel updates the user's member in a Mailchimp audience instead of sending
+(activities/audiences.py): it needs the email address and, for a marketing step, consent, as
+an email does; quiet hours and templates do not apply (nothing is rendered).
 """
 
 from __future__ import annotations
@@ -30,10 +36,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.addresses import email_address
+from activities.analytics import UserActivity
+from activities.erasure import address_suppressed
 from activities.metrics import count_send
 from activities.store import JourneyRun, JourneyStepRow, OutboxMessage, ProfileRow, Store
 from activities.suppression import QuietHours, opted_out
 from activities.templates import Renderer, TemplateRenderError
+from activities.throttle import QUIET_HOURS, Throttle, declared, outranked
+from activities.tracking import TrackedMessage, track_email
 from activities.unsubscribe import unsubscribe_url
 from workflows.models import SendRequest, SendResult
 
@@ -56,6 +66,10 @@ class DeliveryPolicy:
     quiet_hours: QuietHours | None = field(default_factory=lambda: QuietHours.parse("21:00-08:00"))
     default_timezone: str = "UTC"
     company: dict[str, str] = field(default_factory=lambda: {"company_name": "journeys"})
+    track_clicks: bool = False
+    track_opens: bool = False
+    """Email links through the signed redirect, and the open pixel (activities/tracking.py);
+    the worker turns both on (JOURNEYS_TRACK_CLICKS, JOURNEYS_TRACK_OPENS)."""
 
     def cap(self, channel: str) -> int | None:
         if channel in self.channel_caps:
@@ -73,12 +87,15 @@ class SendingActivities:
         provider: Any | None = None,
         policy: DeliveryPolicy | None = None,
         webhook: Any | None = None,
+        audience: Any | None = None,
     ) -> None:
         self.store = store
         self.renderer = renderer
         self.provider = provider  # None: the local outbox is the delivery
         self.webhook = webhook
+        self.audience = audience  # a MailchimpAudience: the `audience` channel
         self.policy = policy or DeliveryPolicy()
+        self.throttle = Throttle(store)
 
     @activity.defn(name="send_message")
     def send_message(self, request: SendRequest) -> SendResult:
@@ -104,36 +121,54 @@ class SendingActivities:
         recipient = self._recipient(request, profile)
         if recipient is None:
             return self._skip(request, "no_address")
-        if request.channel == "email" and email_address(recipient) is None:
+        if request.channel in BY_EMAIL and email_address(recipient) is None:
             log.warning("not sent: the profile's email is not one address (%s)", request.template)
             return self._skip(request, "invalid_address")
-        if request.marketing and request.channel == "email":
+        if request.marketing and request.channel in BY_EMAIL:
             reason = opted_out(
                 traits, profile is not None and profile.email_unsubscribed_at is not None
             )
+            if not reason and address_suppressed(self.store, self.policy.secret_key, recipient):
+                reason = "unsubscribed"  # an erased user unsubscribed from this address
             if reason:
                 return self._skip(request, reason)
             quiet = self.policy.quiet_hours
-            if quiet is not None:
+            if quiet is not None and request.channel == "email":
                 until = quiet.ends_after(
                     request.at, traits.get("timezone"), self.policy.default_timezone
                 )
                 if until is not None:
+                    _, priority = declared(request.journey)  # pending, for the priority rule
+                    self.throttle.wait(request, until, QUIET_HOURS, priority)
                     return SendResult(status="deferred", reason="quiet_hours", retry_at=until)
+        rate, priority = declared(request.journey)
         cap = self.policy.cap(request.channel)
         if request.marketing and cap is not None:
             since = request.at - self.policy.frequency_window
-            if self.store.marketing_sent_since(request.user_id, since, request.channel) >= cap:
+            sent = self.store.marketing_sent_since(request.user_id, since, request.channel)
+            if sent >= cap:
                 return self._skip(request, "frequency_cap")
+            if outranked(priority):  # the cap's last places go to waiting sends that outrank it
+                window = self.policy.frequency_window
+                if sent + self.throttle.higher_pending(request, priority, window) >= cap:
+                    return self._skip(request, "frequency_cap_lower_priority")
+        if rate is None:
+            self.throttle.settle(request)  # it may have waited for quiet hours
+        elif (slot := self.throttle.turn(request, rate, priority)) is not None:
+            return SendResult(status="deferred", reason="throttled", retry_at=slot)
         context = self.context_for(request, traits, profile)
         subject = html = text = None
-        if self.renderer is not None and request.channel != "webhook":
+        if self.renderer is not None and request.channel not in ("webhook", "audience"):
             try:
-                rendered = self.renderer.render(request.journey, request.template, context)
+                rendered = self.renderer.render(
+                    request.journey, request.template, context, variant=request.variant
+                )
             except TemplateRenderError as err:
                 log.error("not sent: %s", err)
                 return self._skip(request, "template_error", str(err), status="failed")
             subject, html, text = rendered.subject, rendered.html, rendered.text
+        if html and request.channel == "email":  # clicks and opens; never the unsubscribe link
+            html = self._tracked(request, html, context["unsubscribe_url"])
         message = OutboxMessage(
             idempotency_key=request.idempotency_key,
             run_id=request.run_id,
@@ -148,6 +183,9 @@ class SendingActivities:
             body_text=text,
             context=request.context,
             journey_time=request.at,
+            variant=request.variant,
+            send_hour=request.send_hour,
+            timing=request.timing,
         )
         transport = self._transport(request)
         if transport is None:  # the outbox or the in-app inbox: this row is the delivery
@@ -158,6 +196,23 @@ class SendingActivities:
             found = self._find(request.idempotency_key)
             return SendResult(status="duplicate", message_id=str(found.id) if found else None)
         return self._deliver(request, message, transport, context)
+
+    def _tracked(self, request: SendRequest, html: str, unsubscribe: str) -> str:
+        policy = self.policy
+        if not (policy.track_clicks or policy.track_opens):
+            return html
+        message = TrackedMessage(
+            request.run_id, request.seq, request.journey, request.template, request.variant
+        )
+        return track_email(
+            html,
+            message=message,
+            public_url=policy.public_url,
+            secret=policy.secret_key,
+            clicks=policy.track_clicks,
+            opens=policy.track_opens,
+            keep=frozenset({unsubscribe}),
+        )
 
     # Delivery through a provider ---------------------------------------------------------
 
@@ -248,6 +303,14 @@ class SendingActivities:
                     "the webhook channel needs JOURNEYS_WEBHOOK_URL", non_retryable=True
                 )
             return self.webhook
+        if request.channel == "audience":
+            if self.audience is None:
+                raise ApplicationError(
+                    "the audience channel needs JOURNEYS_MAILCHIMP_API_KEY and "
+                    "JOURNEYS_MAILCHIMP_LIST_ID",
+                    non_retryable=True,
+                )
+            return self.audience.for_step(marketing=request.marketing)
         return self.provider
 
     # Records -----------------------------------------------------------------------------
@@ -294,6 +357,7 @@ class SendingActivities:
         self, request: SendRequest, reason: str, detail: str | None = None, status: str = "skipped"
     ) -> SendResult:
         self.store.insert_once(_step(request, status, detail or reason))
+        self.throttle.settle(request)  # a send that waited is no longer pending
         if status == "failed":
             return SendResult(status="failed", reason=reason)
         return SendResult(status="skipped", reason=reason)
@@ -309,7 +373,7 @@ class SendingActivities:
     # Context -----------------------------------------------------------------------------
 
     def _recipient(self, request: SendRequest, profile: ProfileRow | None) -> str | None:
-        if request.channel == "email":
+        if request.channel in BY_EMAIL:
             return profile.email if profile and profile.email else None
         return request.user_id
 
@@ -327,6 +391,8 @@ class SendingActivities:
             "event": request.event,
             "journey": request.journey,
             "step": request.template,
+            "variant": request.variant,
+            "activity": UserActivity(self.store, request.user_id, request.at),
             "unsubscribe_url": unsubscribe_url(
                 self.policy.public_url, self.policy.secret_key, request.user_id, request.journey
             ),
@@ -371,6 +437,9 @@ class SendingActivities:
         return context
 
 
+BY_EMAIL = ("email", "audience")
+"""Channels that reach the user by their email address (an audience member is one)."""
+
 RECENT_BUYERS_WINDOW = timedelta(days=7)
 """Seed 003's "number of other customers who bought it recently": the last 7 days."""
 
@@ -390,4 +459,5 @@ def _step(request: SendRequest, status: str, detail: str | None) -> JourneyStepR
 def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
     import json
 
-    return json.loads(json.dumps(value, default=str))
+    plain: dict[str, Any] = json.loads(json.dumps(value, default=str))
+    return plain

@@ -14,9 +14,9 @@ from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -32,7 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import SingletonThreadPool
 from sqlmodel import Field, Session, SQLModel, create_engine, select
@@ -82,6 +82,9 @@ class JourneyRun(SQLModel, table=True):
     outcome_at: datetime | None = None
     goal_at: datetime | None = None
     revenue: float | None = None
+    holdout_reason: str | None = Field(default=None, max_length=16)
+    """Why a held-out run is held out: "journey" (the journey's own share) or "global" (the
+    programme's global holdout, JOURNEYS_GLOBAL_HOLDOUT); None for treatment and older rows."""
 
 
 class JourneyRefusal(SQLModel, table=True):
@@ -147,6 +150,12 @@ class OutboxMessage(SQLModel, table=True):
     provider: str = Field(default="outbox", max_length=32)
     provider_message_id: str | None = Field(default=None, max_length=255)
     error: str | None = None
+    variant: str | None = Field(default=None, max_length=64)
+    """The A/B/n variant the message belongs to (workflows/experiments.py), if any."""
+    send_hour: int | None = None
+    """With send-time optimisation: the user's local hour it was timed for."""
+    timing: str | None = Field(default=None, max_length=16)
+    """"learned" (from the user's own event hours) or "default" (the journey's hour)."""
     journey_time: datetime = Field(index=True)
     """When the journey sent it, on the journey's clock (virtual under time skipping)."""
     created_at: datetime = Field(default_factory=utcnow)
@@ -213,6 +222,12 @@ class EventSummary(SQLModel, table=True):
     last_properties: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False)
     )
+    daily: dict[str, int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """Counts per UTC day ("2026-12-01": 3) over the latest DAILY_DAYS days, for counts over a
+    window in templates (activities/analytics.py); None on rows from before it was kept."""
+    hours: dict[str, int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """Counts per UTC hour of day ("9": 14), by each event's own time: when the user is active,
+    for send-time optimisation (activities/send_time.py)."""
 
 
 class UserAlias(SQLModel, table=True):
@@ -499,7 +514,7 @@ class Store:
         """One call's receipt, traits and summary inside the caller's transaction."""
         # Prebuilt Core statements, not the ORM: this runs once per event on the hot path.
         sql = _hot(conn.dialect.name)
-        receipt = {
+        receipt: dict[str, Any] = {
             "message_id": incoming.message_id,
             "user_id": incoming.user_id,
             "kind": incoming.kind,
@@ -531,6 +546,7 @@ class Store:
         count = None
         if incoming.event is not None:
             at = _utc(incoming.at)
+            day = at.date().isoformat()
             summary = {
                 "user_id": incoming.user_id,
                 "event": incoming.event,
@@ -538,8 +554,14 @@ class Store:
                 "first_seen": at,
                 "last_seen": at,
                 "last_properties": incoming.properties or {},
+                "daily": {day: 1},
+                "hours": {str(at.hour): 1},
             }
-            count = _run(conn, sql.summary_upsert, summary)[0][0]
+            count, daily, hours = _run(conn, sql.summary_upsert, summary)[0]
+            if count > 1:  # the row was there (and is now locked): add the event to its day
+                where = {"b_user_id": incoming.user_id, "b_event": incoming.event}
+                counts = {"daily": count_day(daily, day), "hours": count_hour(hours, at.hour)}
+                _run(conn, sql.summary_daily, where | counts)
             if incoming.event == PURCHASE_EVENT:
                 self._record_purchases(conn, incoming, at)
         return Receipt(new=True, routed=routed, profile=profile, count=count, open_runs=open_runs)
@@ -622,11 +644,25 @@ class Store:
     def prune_receipts(self, before: datetime) -> int:
         """Forget receipts older than the dedupe window; returns how many went."""
         with self.session() as session:
-            gone = session.execute(
-                delete(EventReceipt).where(EventReceipt.received_at < _utc(before))  # type: ignore[arg-type]
+            gone = cast(
+                "CursorResult[Any]",  # what a DELETE returns; Session.execute says Result
+                session.execute(
+                    delete(EventReceipt).where(EventReceipt.received_at < _utc(before))  # type: ignore[arg-type]
+                ),
             )
             session.commit()
             return int(gone.rowcount or 0)
+
+    def activity_hours(self, user_id: str) -> dict[int, int]:
+        """The user's events per UTC hour of day, all event names together."""
+        table = EventSummary.__table__  # type: ignore[attr-defined]
+        counts: dict[int, int] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table.c.hours).where(table.c.user_id == user_id))
+            for (hours,) in rows:
+                for hour, n in (hours or {}).items():
+                    counts[int(hour)] = counts.get(int(hour), 0) + int(n)
+        return counts
 
     def event_summary(self, user_id: str, event: str) -> EventSummary | None:
         with self.session() as session:
@@ -872,6 +908,28 @@ class Store:
             return list(session.exec(query))
 
 
+DAILY_DAYS = 92
+"""Days of per-day event counts each summary keeps (`EventSummary.daily`): a quarter, the
+longest window a template's `activity(..., days=)` can count over."""
+
+
+def count_hour(hours: dict[str, int] | None, hour: int) -> dict[str, int]:
+    """`hours` with one more event in UTC hour `hour`."""
+    counts = dict(hours or {})
+    counts[str(hour)] = counts.get(str(hour), 0) + 1
+    return counts
+
+
+def count_day(daily: dict[str, int] | None, day: str) -> dict[str, int]:
+    """`daily` with one more event on `day` (ISO date), the days older than DAILY_DAYS before
+    the newest dropped (a row from before per-day counts starts with this day)."""
+    counts = dict(daily or {})
+    counts[day] = int(counts.get(day, 0)) + 1
+    newest = date.fromisoformat(max(counts))
+    oldest = (newest - timedelta(days=DAILY_DAYS - 1)).isoformat()
+    return {d: n for d, n in sorted(counts.items()) if d >= oldest}
+
+
 def _utc(when: datetime) -> datetime:
     """Aware and in UTC, so comparisons agree on SQLite (text) and PostgreSQL."""
     return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
@@ -901,6 +959,7 @@ class _HotStatements:
     profile_update: Any
     alias_upsert: Any
     summary_upsert: Any
+    summary_daily: Any
     run_insert: Any
     run_group: Any
     run_step: Any
@@ -922,10 +981,15 @@ class _HotStatements:
 
 @functools.cache
 def _hot(dialect: str) -> _HotStatements:
+    insert: Callable[..., Any]  # both dialects' INSERT, with ON CONFLICT
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        insert = postgresql_insert
     else:
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        insert = sqlite_insert
     receipts = EventReceipt.__table__  # type: ignore[attr-defined]
     profiles = ProfileRow.__table__  # type: ignore[attr-defined]
     aliases = UserAlias.__table__  # type: ignore[attr-defined]
@@ -981,7 +1045,11 @@ def _hot(dialect: str) -> _HotStatements:
                     else_=summaries.c.last_properties,
                 ),
             },
-        ).returning(summaries.c.count),
+        ).returning(summaries.c.count, summaries.c.daily, summaries.c.hours),
+        summary_daily=update(summaries).where(
+            (summaries.c.user_id == bindparam("b_user_id"))
+            & (summaries.c.event == bindparam("b_event"))
+        ),
         # Conflict on any unique key: a retried activity finds its row and adds nothing.
         run_insert=insert(runs).on_conflict_do_nothing().returning(runs.c.run_id),
         run_group=select(runs.c.group).where(runs.c.run_id == bindparam("b_run_id")),
@@ -1072,7 +1140,7 @@ def _sqlite_statement(statement: Any, names: tuple[str, ...]) -> _SQLiteStatemen
     return _SQLiteStatement(
         sql=compiled.string,
         binds=binds,
-        row=namedtuple("Row", [c.key for c in columns], rename=True) if columns else None,  # type: ignore[misc]
+        row=namedtuple("Row", [c.key for c in columns], rename=True) if columns else None,
         results=[c.type.dialect_impl(_SQLITE).result_processor(_SQLITE, None) for c in columns],
     )
 
@@ -1089,12 +1157,11 @@ def _run(
     The SQL, the parameters' and results' conversions are still SQLAlchemy's, so rows read
     the same through the ORM. Errors are SQLAlchemy's, as from `conn.execute`.
     """
-    many = isinstance(values, list)
-    if many and not values:
+    if isinstance(values, list) and not values:
         return []
-    first = values[0] if many else values
+    first = values[0] if isinstance(values, list) else values
     compiled = (
-        _sqlite_statement(statement, tuple(sorted(first)))  # type: ignore[arg-type]
+        _sqlite_statement(statement, tuple(sorted(first)))
         if conn.dialect.name == "sqlite"
         else None
     )
@@ -1104,10 +1171,10 @@ def _run(
     driver = conn.connection.driver_connection
     assert isinstance(driver, sqlite3.Connection)
     try:
-        if many:
-            driver.executemany(compiled.sql, [compiled.parameters(v) for v in values])  # type: ignore[union-attr]
+        if isinstance(values, list):
+            driver.executemany(compiled.sql, [compiled.parameters(v) for v in values])
             return []
-        cursor = driver.execute(compiled.sql, compiled.parameters(first))  # type: ignore[arg-type]
+        cursor = driver.execute(compiled.sql, compiled.parameters(first))
         if compiled.row is None:
             return []
         processors = compiled.results
@@ -1221,3 +1288,164 @@ def _until_unlocked(statement: Callable[[], object], *, first: float, most: floa
                 raise
         time.sleep(delay)
         delay = min(delay * 2, most)
+
+
+# Erasure (GDPR/CCPA) ------------------------------------------------------------------------
+
+
+class ErasureRow(SQLModel, table=True):
+    """One erasure request (DELETE /v1/users/{id}, a Segment delete, `journeys erase`) and how
+    it went; the work is the EraseUser workflow's (workflows/erasure.py).
+
+    `user_id` and `tombstone` are held only while it runs (unique: one erasure at a time per
+    user, so a repeated request joins it) and cleared when it is done: afterwards nothing here
+    links the erased rows, or the request, to the person."""
+
+    __tablename__ = "erasures"
+
+    erasure_id: str = Field(primary_key=True, max_length=64)
+    user_id: str | None = Field(default=None, unique=True, max_length=255)
+    tombstone: str | None = Field(default=None, max_length=64)
+    source: str = Field(default="api", max_length=16)
+    """"api", "segment" or "cli"."""
+    status: str = Field(default="accepted", max_length=16)
+    """"accepted" (recorded), "running", "done"."""
+    requested_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    passes: int = 0
+    journeys_ended: int = 0
+    records_erased: int = 0
+    histories_deleted: int = 0
+
+
+class EmailSuppression(SQLModel, table=True):
+    """An address that must not get marketing email although no profile holds it any more: an
+    erased user who had unsubscribed (or whose address a provider refused). Only a keyed hash
+    (HMAC-SHA256 with JOURNEYS_SECRET_KEY) of the lower-cased address is kept."""
+
+    __tablename__ = "email_suppressions"
+
+    address_hash: str = Field(primary_key=True, max_length=64)
+    reason: str = Field(max_length=32)
+    since: datetime = Field(default_factory=utcnow)
+
+
+class ExperimentAssignment(SQLModel, table=True):
+    """A run's variant of one experiment (workflows/experiments.py): what the report counts
+    conversions by. Both groups are assigned; only the treatment group is sent anything."""
+
+    __tablename__ = "experiment_assignments"
+    __table_args__ = (
+        Index("ix_experiment_assignments_journey_experiment", "journey", "experiment"),
+    )
+
+    run_id: str = Field(primary_key=True, max_length=64)
+    experiment: str = Field(primary_key=True, max_length=64)
+    journey: str = Field(max_length=64)
+    user_id: str = Field(max_length=255)
+    variant: str = Field(max_length=64)
+    group: str = Field(max_length=16)
+    reason: str = Field(max_length=16)
+    """"assigned" (the user's hash) or "winner" (entered after the test decided)."""
+    assigned_at: datetime
+
+
+class ExperimentDecision(SQLModel, table=True):
+    """An experiment's automatic winner: decided once, with the figures it was decided on."""
+
+    __tablename__ = "experiment_decisions"
+
+    journey: str = Field(primary_key=True, max_length=64)
+    experiment: str = Field(primary_key=True, max_length=64)
+    winner: str = Field(max_length=64)
+    decided_at: datetime
+    p_value: float
+    """The largest always-valid p-value of the winner against each other variant."""
+    alpha: float
+    figures: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# Send rates and waiting sends (activities/throttle.py) ----------------------------------------
+
+
+class SendRateRow(SQLModel, table=True):
+    """A journey's send rate as used so far: the earliest time its next send may take."""
+
+    __tablename__ = "send_rates"
+
+    journey: str = Field(primary_key=True, max_length=64)
+    next_at: datetime
+
+
+class SendWait(SQLModel, table=True):
+    """A send that waits its turn: for the journey's send rate ("throttled") or for the user's
+    quiet hours to end ("quiet_hours"). Until it is settled (sent or skipped) it is a pending
+    send the cross-journey frequency cap gives way to when its journey's priority is higher.
+
+    No user ID: the run ID leads to the user while the run's row does, and an erasure
+    tombstones that row; the send's idempotency key (which holds the workflow ID, the user's
+    ID in it) is kept only as a hash. One row per send, kept for the report."""
+
+    __tablename__ = "send_waits"
+
+    key_hash: str = Field(primary_key=True, max_length=64)
+    """SHA-256 (hex) of the send's idempotency key."""
+    run_id: str = Field(index=True, max_length=64)
+    journey: str = Field(index=True, max_length=64)
+    template: str = Field(max_length=255)
+    channel: str = Field(max_length=16)
+    marketing: bool = True
+    priority: int = 0
+    reason: str = Field(max_length=16)
+    """Why it waits now: "throttled" or "quiet_hours"."""
+    due_at: datetime = Field(index=True)
+    """When it may go: its slot under the send rate, or the end of quiet hours."""
+    first_at: datetime
+    """When it first had to wait (journey time)."""
+    throttled: int = 0
+    """How many times it waited for the send rate (a slot lost to quiet hours is taken again)."""
+    settled_at: datetime | None = None
+    """When it went on (sent) or was skipped: no longer pending."""
+
+
+# What happened to a message after it left: engagement and the ESP's feedback -----------------
+
+
+class MessageEvent(SQLModel, table=True):
+    """One thing that happened to a sent email: an open or a click (our pixel and redirect,
+    activities/tracking.py), or what the ESP reported back (a bounce, a complaint, an
+    unsubscribe: activities/feedback.py). One row per `dedupe_key`, so a replayed webhook or a
+    reloaded pixel counts once. `message_key` (`<run_id>/<seq>`) names the journey step's
+    message; None for an ESP event about an address we could not match to a message."""
+
+    __tablename__ = "message_events"
+    __table_args__ = (Index("ix_message_events_journey_kind", "journey", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(unique=True, max_length=255)
+    kind: str = Field(max_length=16)
+    """"open", "click", "bounce" (hard), "soft_bounce", "complaint" or "unsubscribe"."""
+    source: str = Field(max_length=16)
+    """"tracking" (our pixel and redirect), "sendgrid", "postmark" or "mandrill"."""
+    message_key: str | None = Field(default=None, index=True, max_length=96)
+    run_id: str | None = Field(default=None, index=True, max_length=64)
+    journey: str | None = Field(default=None, max_length=64)
+    step: str | None = Field(default=None, max_length=255)
+    variant: str | None = Field(default=None, max_length=64)
+    user_id: str | None = Field(default=None, index=True, max_length=255)
+    url: str | None = Field(default=None, max_length=2000)
+    """A click's target, without its query string or fragment (they may carry tokens)."""
+    detail: str | None = Field(default=None, max_length=64)
+    """The ESP's own name for it ("HardBounce", "blocked", "spamreport"); never its free text,
+    which may quote the address."""
+    at: datetime = Field(index=True)
+    """When it happened: the ESP's timestamp, or when our pixel or redirect was asked."""
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+Index(
+    "ix_outbox_provider_message_id",
+    OutboxMessage.__table__.c.provider_message_id,  # type: ignore[attr-defined]
+)
+"""ESP webhooks find the message they report on by the provider's message ID."""

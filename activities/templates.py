@@ -16,7 +16,8 @@ journeys' templates and still extends the shipped layout, and a file at a shippe
 just that file.
 
 The context: `user` (profile traits, email included), `event` (the entry event's properties),
-the journey's own values passed to `send(...)`, `journey`, `step` and `unsubscribe_url`.
+the journey's own values passed to `send(...)`, `journey`, `step` and `unsubscribe_url`, and
+`activity(*events, days=)`: the user's counts and last times of events (activities/analytics.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from jinja2 import (
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel
+
+from activities.analytics import no_activity
 
 
 class TemplateRenderError(Exception):
@@ -66,15 +69,28 @@ class Renderer:
             lstrip_blocks=True,
             auto_reload=True,
         )
+        # Zero for everything unless the context brings a user's (activities/analytics.py).
+        self.env.globals["activity"] = no_activity
 
-    def render(self, journey: str, step: str, context: dict[str, Any]) -> RenderedMessage:
-        """Render subject, HTML and text, or raise TemplateRenderError saying what is wrong."""
+    def render(
+        self, journey: str, step: str, context: dict[str, Any], variant: str | None = None
+    ) -> RenderedMessage:
+        """Render subject, HTML and text, or raise TemplateRenderError saying what is wrong.
+
+        `variant`: an A/B/n variant's own part (`<step>.<variant>.subject`) is used where it
+        exists, the step's otherwise, so a subject-line test needs one file per variant."""
         where = f"templates/{journey}/{step}"
+
+        def part(suffix: str) -> str:
+            if variant and self._exists(f"{journey}/{step}.{variant}.{suffix}"):
+                return f"{journey}/{step}.{variant}.{suffix}"
+            return f"{journey}/{step}.{suffix}"
+
         try:
-            subject = self._one(f"{journey}/{step}.subject", context)
-            html = self._one(f"{journey}/{step}.html", context)
+            subject = self._one(part("subject"), context)
+            html = self._one(part("html"), context)
             try:
-                text = self._one(f"{journey}/{step}.txt", context)
+                text = self._one(part("txt"), context)
             except TemplateNotFound:
                 text = "This message is best read as HTML."
         except TemplateNotFound as err:

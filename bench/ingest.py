@@ -12,9 +12,15 @@ with the WAL pragmas, `journeys worker`, `journeys api`), then measures, on the 
 3. the API's latency at half its peak rate (open loop, a fixed arrival rate): right after the
    bursts, while the worker drains the journeys they started, and again once it has (or after
    120 s of draining, saying how many were left);
-4. event-to-first-send: a journey whose first step sends, from POST to the outbox row.
+4. event-to-first-send: a journey whose first step sends, from POST to the outbox row;
+5. with `--amqp URL`, the same through RabbitMQ and `journeys consume` (bench/amqp.py).
 Prints figures, the ratios the targets are stated in, and each process's CPU per event in the
 raw and API rounds (temporal, worker, api, and this load process). Numbers, never assertions.
+
+With `--workers 2 --apis 2` (N API processes behind this one round-robin load generator), and
+`--database-url postgresql://...`, the same run goes on beyond one machine (bench/scale.py):
+dedupe and exactly-once across replicas (PASS/FAIL), the worker against a bare SDK worker,
+segment entry against event-triggered entry, and the database's writes per event.
 """
 
 from __future__ import annotations
@@ -106,12 +112,18 @@ async def open_loop(
 class Stack:
     """Temporal dev server, worker and API as processes on free ports in a temporary folder."""
 
-    def __init__(self, data: Path, database_url: str | None = None, workers: int = 1) -> None:
+    def __init__(
+        self, data: Path, database_url: str | None = None, workers: int = 1, apis: int = 1
+    ) -> None:
         """`workers`: `journeys worker` processes on the task queue (docker-compose's
-        `--scale worker=N`); each is one Python process, so at most about one core."""
+        `--scale worker=N`); each is one Python process, so at most about one core. `apis`:
+        `journeys api` processes, each on a port of its own (`api_ports`), as replicas behind a
+        load balancer."""
         self.data = data
         self.workers = workers
-        self.temporal_port, self.api_port = free_port(), free_port()
+        self.temporal_port = free_port()
+        self.api_ports = [free_port() for _ in range(max(1, apis))]
+        self.api_port = self.api_ports[0]
         self.key = uuid.uuid4().hex
         self.task_queue = "bench"
         self.database_url = database_url or f"sqlite:///{data / 'journeys.db'}"
@@ -159,25 +171,27 @@ class Stack:
         self.roles.append("temporal")
         self._wait_port(self.temporal_port)
         Store(self.database_url).migrate()
-        for command in ["worker"] * self.workers + ["api"]:
+        commands = [("worker", self.api_port)] * self.workers + [("api", p) for p in self.api_ports]
+        for command, api_port in commands:
             # each worker its own metrics port, as each container has its own address
             metrics = {"JOURNEYS_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"}
             self.processes.append(
                 subprocess.Popen(
                     [str(BIN / "journeys"), command],
-                    env={**self.env, **metrics},
+                    env={**self.env, **metrics, "JOURNEYS_API_PORT": str(api_port)},
                     cwd=ROOT,
                     stdout=subprocess.DEVNULL,
                     start_new_session=True,
                 )
             )
             self.roles.append(command)
-        self._wait_port(self.api_port)
+        for port in self.api_ports:
+            self._wait_port(port)
 
     def data_converter(self) -> DataConverter:
         """The converter the stack's processes use (they run in ROOT with this environment): it
         encrypts when JOURNEYS_PAYLOAD_KEYS (or .env's, or ROOT/data's key file) says so."""
-        settings = Settings(_env_file=ROOT / ".env")  # type: ignore[call-arg]
+        settings = Settings(_env_file=ROOT / ".env")
         if not settings.data_dir.is_absolute():
             settings.data_dir = ROOT / settings.data_dir
         return data_converter(settings)
@@ -329,9 +343,11 @@ async def measure(stack: Stack, n: int, concurrency: int, client_kind: str) -> N
 
     line = "-" * 72
     print(line)
+    apis = len(stack.api_ports)
     print(f"ingestion benchmark: {n} events, concurrency {concurrency}, {os.cpu_count()} cores, "
           f"database {stack.database_url.split(':')[0]}, {client_kind} load client, "
-          f"{stack.workers} worker process{'es' if stack.workers > 1 else ''}")  # fmt: skip
+          f"{stack.workers} worker process{'es' if stack.workers > 1 else ''}, "
+          f"{apis} API process{'es' if apis > 1 else ''}")  # fmt: skip
     print(line)
     print(f"raw SDK signal-with-start   {raw_rate:8.1f} /s   p50 {_ms(raw_lat, 0.5)}  "
           f"p99 {_ms(raw_lat, 0.99)}")  # fmt: skip
@@ -424,18 +440,42 @@ class _Httpx:
         await self.http.aclose()
 
 
+class RoundRobin:
+    """One load generator in front of several API replicas: each call goes to the next one, as
+    a round-robin load balancer would send it."""
+
+    def __init__(self, posters: list[Poster]) -> None:
+        self.posters = posters
+        self._next = 0
+
+    async def post_json(self, path: str, payload: Any) -> tuple[int, bytes]:
+        poster = self.posters[self._next % len(self.posters)]
+        self._next += 1
+        return await poster.post_json(path, payload)
+
+    async def close(self) -> None:
+        for poster in self.posters:
+            await poster.close()
+
+
 def _poster(stack: Stack, concurrency: int, kind: str) -> Poster:
-    if kind == "httpx":
-        return _Httpx(f"http://127.0.0.1:{stack.api_port}", stack.key, concurrency)
-    auth = {"Authorization": f"Bearer {stack.key}"}
-    return LoopbackClient("127.0.0.1", stack.api_port, auth, size=concurrency * 2)
+    posters: list[Poster] = []
+    for port in stack.api_ports:
+        if kind == "httpx":
+            posters.append(_Httpx(f"http://127.0.0.1:{port}", stack.key, concurrency))
+        else:
+            auth = {"Authorization": f"Bearer {stack.key}"}
+            posters.append(LoopbackClient("127.0.0.1", port, auth, size=concurrency * 2))
+    return posters[0] if len(posters) == 1 else RoundRobin(posters)
 
 
 def _ms(values: list[float], q: float) -> str:
     return f"{percentile(values, q) * 1000:7.1f} ms"
 
 
-def main() -> None:
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    from bench import amqp, scale
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=50)
@@ -452,12 +492,32 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes (default 1, as `journeys dev`)"
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--apis", type=int, default=1, help="API processes, behind round-robin (default 1)"
+    )
+    scale.add_arguments(parser)
+    amqp.add_arguments(parser)  # the consumer round (bench/amqp.py)
+    args = parser.parse_args(argv)
+    args.database_url = scale.sqlalchemy_url(args.database_url)
+    return args
+
+
+def main() -> None:
+    from bench import amqp, scale
+
+    args = arguments()
     with tempfile.TemporaryDirectory(prefix="journeys-bench-") as folder:
-        stack = Stack(Path(folder), args.database_url, args.workers)
+        stack = Stack(Path(folder), args.database_url, args.workers, args.apis)
+        if scale.wanted(args):
+            scale.prepare(stack)  # beyond one machine (bench/scale.py), after the rounds
         stack.start()
         try:
-            asyncio.run(measure(stack, args.events, args.concurrency, args.client))
+            if not args.scale_only:
+                asyncio.run(measure(stack, args.events, args.concurrency, args.client))
+            if amqp.wanted(args):  # the same events through RabbitMQ and `journeys consume`
+                asyncio.run(amqp.run(stack, args))
+            if scale.wanted(args):
+                asyncio.run(scale.run(stack, args))
         finally:
             stack.stop()
 

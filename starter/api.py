@@ -6,6 +6,8 @@
     POST /v1/sources/*  Shopify, Stripe, Standard Webhooks and Segment, by their own signatures
     GET  /v1/users/{id}/messages   the in-app inbox; POST .../{message}/read marks one read
     GET|POST /u/{token} one-click unsubscribe (RFC 8058), signed link, no login
+    GET  /c/{token}, /o/{token}.gif   a tracked link and the open pixel, signed, no login
+    POST /v1/feedback/* SendGrid, Postmark and Mandrill bounces, complaints, unsubscribes
     GET  /outbox        the local outbox as a page (signed in at /signin, or Bearer)
     GET|POST /signin    a browser's sign-in: the API key once, then a session cookie
     GET  /healthz       200 only when Temporal and the database answer
@@ -53,6 +55,7 @@ from starter.calls import (
     BODY_DEADLINE,
     IGNORED_TYPES,
     MAX_BODY,
+    AnyCall,
     BatchCall,
     BodyTooLarge,
     BodyTooSlow,
@@ -66,8 +69,11 @@ from starter.calls import (
 )
 from starter.catalog import router as catalog_router
 from starter.dashboard import router as dashboard_router
+from starter.erasure import router as erasure_router
+from starter.feedback import router as feedback_router
 from starter.inbox import router as inbox_router
 from starter.ingest import Accepted, Delivered, Ingestor, Unavailable
+from starter.journey_users import router as operators_router
 from starter.metrics import ApiMetrics, event_source
 from starter.outbox_page import router as outbox_router
 from starter.routing import Router
@@ -75,6 +81,7 @@ from starter.settings import InsecureSettings, Settings, is_loopback, signing_ke
 from starter.sources.routes import SOURCES, signature_problem
 from starter.sources.routes import router as sources_router
 from starter.subscriptions import router as subscriptions_router
+from starter.tracking import router as tracking_router
 from starter.unsubscribe import router as unsubscribe_router
 from workflows import registry
 from workflows.journey import Journey
@@ -227,7 +234,7 @@ def create_app(
         if api_key is None:
             return
         header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
+        scheme, _space, token = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), api_key.encode()):
             raise _Unauthorized()
 
@@ -340,7 +347,11 @@ def create_app(
     app.include_router(
         subscriptions_router, dependencies=[Depends(require_key)], responses=RECORD_ERRORS
     )
+    app.include_router(operators_router, dependencies=[Depends(require_key)])  # users, remove
+    app.include_router(erasure_router, dependencies=[Depends(require_key)])  # GDPR/CCPA
     app.include_router(unsubscribe_router)  # the signed link is the credential
+    app.include_router(tracking_router)  # /c/ and /o/: the signed token is the credential
+    app.include_router(feedback_router)  # /v1/feedback/*: each ESP's signature or credential
     # each sender's signature is the credential
     app.include_router(sources_router, responses=SOURCE_ERRORS)
     app.include_router(outbox_router)  # Bearer, or the session cookie for a browser
@@ -580,12 +591,12 @@ class _MalformedJSON(Exception):
 _UNION_TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
 
 
-def validate_batch(call: BatchCall) -> tuple[list[BatchItem], list[TrackCall | IdentifyCall]]:
+def validate_batch(call: BatchCall) -> tuple[list[BatchItem], list[AnyCall]]:
     """Each item validated on its own, so one bad item does not sink the rest: the answer for
     every item (ignored, rejected naming its fields, or accepted for now) and the calls to take,
     in the order of the accepted items. Never raises for any item a sender can write."""
     items: list[BatchItem] = []
-    calls: list[TrackCall | IdentifyCall] = []
+    calls: list[AnyCall] = []
     for index, raw in enumerate(call.batch):
         kind = raw.get("type")
         try:

@@ -173,7 +173,7 @@ class _Call(BaseModel):
     originalTimestamp: Time | None = None
     sentAt: Time | None = None
     receivedAt: Time | None = None
-    context: Context = Field(default_factory=dict)
+    context: Context = Field(default_factory=Context)
     integrations: dict[str, Any] = Field(default_factory=dict)
     channel: str | None = None
     version: Annotated[int, Strict()] | str | None = None  # strict: `false` is not version 0
@@ -235,17 +235,28 @@ class IdentifyCall(_Call):
     """A Segment identify call: who the user is (email, name, timezone, consent, any trait)."""
 
     type: Literal["identify"] = "identify"
-    traits: Traits = Field(default_factory=dict)
+    traits: Traits = Field(default_factory=Traits)
 
     def all_traits(self) -> dict[str, Any]:
         """Top-level traits win over context.traits (Segment allows both)."""
         return {**self.context_traits(), **self.traits}
 
 
-Call = Annotated[TrackCall | IdentifyCall, Field(discriminator="type")]
+class DeleteCall(_Call):
+    """A Segment delete call: erase the user (GDPR/CCPA), as DELETE /v1/users/{id} does
+    (starter/erasure.py). Only who and the messageId matter: other fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["delete"] = "delete"
 
 
-IGNORED_TYPES = frozenset({"page", "screen", "group", "alias", "delete"})
+Call = Annotated[TrackCall | IdentifyCall | DeleteCall, Field(discriminator="type")]
+
+AnyCall = TrackCall | IdentifyCall | DeleteCall
+
+
+IGNORED_TYPES = frozenset({"page", "screen", "group", "alias"})
 """Segment call types a destination forwards that no journey uses: taken and ignored."""
 
 
@@ -254,7 +265,7 @@ class IgnoredCall(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: Literal["page", "screen", "group", "alias", "delete"]
+    type: Literal["page", "screen", "group", "alias"]
     messageId: Id | None = None
 
 
@@ -268,7 +279,7 @@ class BatchCall(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch: list[dict[str, Any]] = Field(min_length=1, max_length=500)
-    context: Context = Field(default_factory=dict)
+    context: Context = Field(default_factory=Context)
     integrations: dict[str, Any] = Field(default_factory=dict)
     sentAt: Time | None = None
     writeKey: str | None = Field(default=None, exclude=True, repr=False)

@@ -3,14 +3,22 @@
 journeys dev       Temporal dev server + worker + API, all local (Ctrl-C stops all three)
 journeys worker    the worker alone, against TEMPORAL_ADDRESS
 journeys api       the HTTP API alone, against TEMPORAL_ADDRESS
+journeys consume [URL] [--queue Q] [--prefetch N]   events from RabbitMQ (JOURNEYS_AMQP_URL),
+                   through the API's ingestion; see docs/streams.md
 journeys list      the journeys that are loaded, with their triggers and goals
 journeys check     load the configured journeys and check them and their templates; exit 1 on
                    any error (every command that loads journeys checks first, and exits 2)
 journeys preview JOURNEY STEP --user ID   render a step's email with that user's real data
+journeys send-test JOURNEY STEP --to ADDRESS [--user ID] [--variant V]   send a step's email,
+                   subject "[TEST] ...", through the configured provider; never recorded
 journeys pause JOURNEY / resume JOURNEY   the kill switch: stop (or restart) a journey's sends
 journeys schedules [list|pause|resume|trigger|backfill]   segment-entry schedules
 journeys db [upgrade|current|check|revision MESSAGE]   the database schema (migrations)
 journeys report [JOURNEY] [--since DATE] [--json]   lift against the holdout, revenue, steps
+journeys users JOURNEY [--step S] [--group G] [--limit N] [--cursor C] [--json]   who is in it now
+journeys explain USER [--json]   every journey the user entered or was refused, each step and why
+journeys remove JOURNEY USER | JOURNEY --all [--step S] [--group G]   end it now: exited, removed
+journeys erase USER [--wait]   erase a user (GDPR/CCPA): journeys ended, data and histories gone
 journeys replay [--journey J] [--limit N] [--since 7d] [--running] [FILE...]   before a deploy:
                    replay journeys' histories against this code; exit 1 on non-determinism
 """
@@ -35,9 +43,9 @@ if TYPE_CHECKING:
     from workflows.journey import Journey
 
 CHECKED = {
-    "dev": True, "worker": True, "preview": True,
-    "api": False, "list": False, "pause": False, "resume": False, "report": False,
-    "replay": False,
+    "dev": True, "worker": True, "preview": True, "send-test": True,
+    "api": False, "consume": False, "list": False, "pause": False, "resume": False, "report": False,
+    "replay": False, "users": False, "explain": False, "remove": False,
 }  # fmt: skip
 """The commands that load journeys, and whether they render templates. Each runs `check` first
 (templates too where it renders them) and refuses to start on any error, so a journey written
@@ -50,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("dev", help="run Temporal, the worker and the API locally")
     commands.add_parser("worker", help="run the worker against TEMPORAL_ADDRESS")
     commands.add_parser("api", help="run the HTTP API against TEMPORAL_ADDRESS")
+    consume = commands.add_parser("consume", help="take events from RabbitMQ (docs/streams.md)")
+    consume.add_argument(
+        "url", nargs="?", help="amqp://user:pass@host:5672/vhost?queue=NAME (JOURNEYS_AMQP_URL)"
+    )
+    consume.add_argument("--queue", help="the queue (default: ?queue=, else JOURNEYS_AMQP_QUEUE)")
+    consume.add_argument("--prefetch", type=int, help="messages in flight (JOURNEYS_AMQP_PREFETCH)")
     commands.add_parser("list", help="list the loaded journeys")
     commands.add_parser("check", help="check the configured journeys and their templates")
     preview = commands.add_parser("preview", help="render a step with a user's real data")
@@ -57,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     preview.add_argument("step")
     preview.add_argument("--user", required=True, help="the user ID whose data to use")
     preview.add_argument("--html", action="store_true", help="print the HTML body too")
+    testing = commands.add_parser("send-test", help="send a step's email to a tester, [TEST]")
+    testing.add_argument("journey")
+    testing.add_argument("step")
+    testing.add_argument("--to", required=True, help="the tester's email address")
+    testing.add_argument("--user", help="render with this user's real data (default: preview)")
+    testing.add_argument("--variant", help="an A/B/n variant's templates")
     for name, what in (("pause", "stop every send of"), ("resume", "restart the sends of")):
         control = commands.add_parser(name, help=f"{what} a journey (running journeys wait)")
         control.add_argument("journey")
@@ -81,6 +101,25 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("journey", nargs="?", help="one journey (default: all)")
     report.add_argument("--since", type=_when, help="only entries from this ISO date or time")
     report.add_argument("--json", action="store_true", help="JSON for machines")
+    users = commands.add_parser("users", help="who is in a journey now, at which step")
+    users.add_argument("journey")
+    users.add_argument("--step", help="only users at this step")
+    users.add_argument("--group", choices=("treatment", "holdout"), help="only this group")
+    users.add_argument("--limit", type=int, default=50, metavar="N", help="per page, 1-1000")
+    users.add_argument("--cursor", help="the next page, as the page before printed it")
+    users.add_argument("--json", action="store_true", help="JSON for machines")
+    explain = commands.add_parser("explain", help="a user's journeys: each step, send and why")
+    explain.add_argument("user", help="the user ID (or the key `journeys users` lists)")
+    explain.add_argument("--json", action="store_true", help="JSON for machines")
+    remove = commands.add_parser("remove", help="end a journey now for a user, or --all")
+    remove.add_argument("journey")
+    remove.add_argument("user", nargs="?", help="the user ID (or the key `journeys users` lists)")
+    remove.add_argument("--all", action="store_true", help="every user matching the filters")
+    remove.add_argument("--step", help="with --all: only users at this step")
+    remove.add_argument("--group", choices=("treatment", "holdout"), help="with --all: this group")
+    erase = commands.add_parser("erase", help="erase a user (GDPR/CCPA), as DELETE /v1/users/ID")
+    erase.add_argument("user", help="the user ID")
+    erase.add_argument("--wait", action="store_true", help="until it is done (a minute or two)")
     database = commands.add_parser("db", help="the database schema: migrations")
     steps = database.add_subparsers(dest="db_action", required=True, metavar="ACTION")
     steps.add_parser("upgrade", help="migrate to this version's schema (run once per deploy)")
@@ -120,18 +159,31 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(run_worker())
         elif args.command == "api":
             return _run_api(settings)
+        elif args.command == "consume":
+            return _consume(settings, args.url, args.queue, args.prefetch)
         elif args.command == "list":
             return _list(settings)
         elif args.command == "preview":
             return _preview(settings, args.journey, args.step, args.user, args.html)
+        elif args.command == "send-test":
+            from starter.send_test import send_test
+
+            return send_test(settings, args.journey, args.step, args.to, args.user, args.variant)
         elif args.command == "db":
             return _db(settings, args.db_action, getattr(args, "message", ""))
         elif args.command in ("pause", "resume"):
             return _control(settings, args.journey, args.command == "pause", args.reason)
         elif args.command == "report":
             return _report(settings, args.journey, args.since, args.json)
-        elif args.command in ("schedules", "replay"):
-            run = _schedules if args.command == "schedules" else _replay
+        elif args.command == "erase":
+            code = asyncio.run(_erase(settings, args.user, args.wait))
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)  # as below: no interpreter teardown after the SDK's runtime
+        elif args.command in ("schedules", "replay", "users", "explain", "remove"):
+            from starter.journey_users import command
+
+            run = {"schedules": _schedules, "replay": _replay}.get(args.command, command)
             code = asyncio.run(run(settings, args))
             # The SDK's Rust runtime can crash the interpreter's teardown (SIGSEGV) right after
             # a short-lived client; everything is done and flushed, so leave without teardown.
@@ -196,6 +248,25 @@ async def _schedules(settings: Settings, args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _consume(settings: Settings, url: str | None, queue: str | None, prefetch: int | None) -> int:
+    """`journeys consume`: see starter/streams/ and docs/streams.md."""
+    from starter.streams.command import broker_source, consume, describe
+
+    try:
+        source = broker_source(settings, url, queue, prefetch)
+    except ValueError as err:
+        print(f"journeys consume: {err}", file=sys.stderr)
+        return 2
+    if source is None:
+        print("journeys consume: give an amqp:// URL or set JOURNEYS_AMQP_URL", file=sys.stderr)
+        return 2
+    print(f"journeys consume: {describe(source)}", flush=True)
+    code = asyncio.run(consume(settings, source))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # as `erase`: no interpreter teardown after the SDK's runtime
 
 
 def _run_api(settings: Settings) -> int:
@@ -314,7 +385,11 @@ def _sent_templates(journey: type[Journey]) -> tuple[set[str], bool]:
     for _, call in _self_calls(journey, "send"):
         keywords = {k.arg: k.value for k in call.keywords}
         channel = keywords.get("channel", ast.Constant("email"))
-        if None in keywords or not isinstance(channel, ast.Constant) or channel.value == "webhook":
+        if (
+            None in keywords
+            or not isinstance(channel, ast.Constant)
+            or channel.value in ("webhook", "audience")
+        ):
             continue
         sends = True
         template = call.args[0] if call.args else keywords.get("template")
@@ -370,7 +445,11 @@ def _report(settings: Settings, journey: str | None, since: datetime | None, as_
     store = Store(settings.database_url)
     try:
         report = build_report(
-            store, registry.load_modules(settings.journey_modules), journey=journey, since=since
+            store,
+            registry.load_modules(settings.journey_modules),
+            journey=journey,
+            since=since,
+            global_holdout=settings.global_holdout,
         )
     except UnknownJourneyError as err:
         print(f"journeys report: {err}", file=sys.stderr)
@@ -389,6 +468,40 @@ def _report(settings: Settings, journey: str | None, since: datetime | None, as_
         print(report.model_dump_json(indent=2))
     else:
         print(render_text(report), end="")
+    return 0
+
+
+async def _erase(settings: Settings, user_id: str, wait: bool) -> int:
+    """`journeys erase USER`: what DELETE /v1/users/{id} does (starter/erasure.py); the worker
+    carries it out. With --wait, until it is done."""
+    from activities.store import Store
+    from starter.client import connect
+    from starter.erasure import ErasureUnavailable, erasure_workflow_id, request_erasure
+    from workflows.erasure import ErasureCounts
+
+    store = Store(settings.database_url)
+    try:
+        store.migrate()
+        client = await connect(settings)
+        row = await request_erasure(store, client, settings.task_queue, user_id, "cli")
+        print(f"erasure {row.erasure_id} accepted: the worker ends the user's journeys, erases")
+        print("their data and deletes their workflow histories")
+        if not wait:
+            print(f"its status: GET /v1/erasures/{row.erasure_id}")
+            return 0
+        handle = client.get_workflow_handle(
+            erasure_workflow_id(row.erasure_id), result_type=ErasureCounts
+        )
+        counts = await handle.result()
+        print(
+            f"done: {counts.journeys_ended} journeys ended, {counts.records_erased} records "
+            f"erased, {counts.histories_deleted} workflow histories deleted"
+        )
+    except (ErasureUnavailable, RuntimeError) as err:
+        print(f"journeys erase: {err} unavailable; nothing was accepted, retry", file=sys.stderr)
+        return 1
+    finally:
+        store.dispose()
     return 0
 
 

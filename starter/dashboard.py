@@ -28,6 +28,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from temporalio.client import Client
 
 from starter.browser_auth import page_refusal
+from starter.engagement import COMPLAINT_LIMIT
 from starter.report import (
     JourneyReport,
     Report,
@@ -61,6 +62,7 @@ _PAGES.globals.update(
     pval=p_text,
     duration=human_duration,
     outside_groups=outside_groups,
+    complaint_limit=COMPLAINT_LIMIT,
 )
 
 SAMPLE = 1000
@@ -191,7 +193,12 @@ async def dashboard(
         )
     try:
         report = await asyncio.to_thread(
-            build_report, state.store, state.router.journeys, journey=journey, since=since_at
+            build_report,
+            state.store,
+            state.router.journeys,
+            journey=journey,
+            since=since_at,
+            global_holdout=settings.global_holdout,
         )
     except UnknownJourneyError as err:
         return HTMLResponse(f"<h1>404</h1><p>{escape(str(err))}</p>", 404)

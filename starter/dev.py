@@ -30,8 +30,10 @@ from starter.codec import KEY_FILE, ensure_key_file
 from starter.codec_server import LocalCodecServer
 from starter.schedules import ensure_schedules
 from starter.settings import Settings, serving_problems
+from starter.streams.command import Beside, broker_source, describe
 from worker import ACTIVITY_THREADS, create_worker, ensure_search_attributes, sending_from
 from workflows import registry
+from workflows.journey import Journey
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -113,6 +115,10 @@ async def run_dev(settings: Settings) -> None:
     settings.payload_keys = settings.payload_keys or SecretStr(ensure_key_file(settings.data_dir))
     codec = LocalCodecServer(settings)
     journeys = registry.load_modules(settings.journey_modules)
+    try:  # JOURNEYS_AMQP_URL: events from RabbitMQ too, through the API's ingestion
+        stream_source = broker_source(settings)
+    except ValueError as err:
+        raise SystemExit(f"journeys dev: JOURNEYS_AMQP_URL: {err}") from err
     store = Store(settings.database_url)
     store.migrate()
 
@@ -142,13 +148,17 @@ async def run_dev(settings: Settings) -> None:
                     await asyncio.sleep(0.05)
                 if api.done():
                     raise SystemExit(f"the API could not start on port {settings.api_port}")
+                stream = Beside(stream_source, app.state.ingestor) if stream_source else None
                 _print_summary(
                     settings, journeys, generated_key, worker_metrics=worker_metrics,
                     codec=f"encrypted ({keys_from}); the Web UI decodes them via "
                     f"{codec.endpoint} (loopback, no key)",
+                    stream=describe(stream_source) if stream_source else None,
                 )  # fmt: skip
                 await stop.wait()
                 print("\nstopping: API, worker, Temporal ...", flush=True)
+                if stream is not None:  # first: no message is taken without the API's ingestor
+                    await stream.stop()
                 server.should_exit = True
                 await api
     finally:
@@ -160,11 +170,12 @@ async def run_dev(settings: Settings) -> None:
 
 def _print_summary(
     settings: Settings,
-    journeys: list[type],
+    journeys: list[type[Journey]],
     generated_key: bool,
     *,
     worker_metrics: bool = False,
     codec: str | None = None,
+    stream: str | None = None,
 ) -> None:
     host, _, _ = settings.temporal_address.rpartition(":")
     ui_host = host if host not in ("", "0.0.0.0") else "localhost"
@@ -188,6 +199,7 @@ def _print_summary(
         ),
         f"  data             {settings.data_dir}/ ({settings.database_url})",
         *([f"  payloads         {codec}"] if codec else []),
+        *([f"  events queue     {stream}"] if stream else []),
         f"  API key          {key}"
         + ("  (generated; set JOURNEYS_API_KEY to fix it)" if generated_key else ""),
         "",

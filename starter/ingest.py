@@ -18,7 +18,7 @@ import asyncio
 import functools
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -29,7 +29,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from activities.store import Incoming, Receipt, Store, WouldWait
 from starter.backpressure import Admission
-from starter.calls import IdentifyCall, TrackCall
+from starter.calls import AnyCall, DeleteCall, IdentifyCall, TrackCall
+from starter.erasure import ErasureUnavailable, request_erasure
 from starter.group_commit import GroupCommit
 from starter.routing import Router, TemporalUnavailable
 
@@ -159,7 +160,7 @@ class Ingestor:
             return self._taken("identify", _duplicate(message_id, receipt))
         return self._taken("identify", Accepted(messageId=message_id))
 
-    async def many(self, calls: list[TrackCall | IdentifyCall]) -> list[Accepted | Exception]:
+    async def many(self, calls: list[AnyCall]) -> list[Accepted | Exception]:
         """Take several calls: one user's in timestamp order, different users concurrently."""
         by_user: dict[str, list[int]] = defaultdict(list)
         for index in sorted(range(len(calls)), key=lambda i: calls[i].when):
@@ -186,10 +187,34 @@ class Ingestor:
                 self.admission.leave(extra)
         return results
 
-    async def take(self, call: TrackCall | IdentifyCall) -> Accepted:
-        """One call of either kind."""
+    async def delete(self, call: DeleteCall) -> Accepted:
+        """Erase the user (a Segment delete call), as DELETE /v1/users/{id} does: recorded once
+        by messageId, done once the erasure is recorded and its workflow started. The erasure
+        tombstones this receipt with the user's others; a retry finds it and is a duplicate."""
+        message_id = call.message_id
+        receipt = await self._receive(
+            message_id=message_id, user_id=call.user_id, kind="delete", at=call.when
+        )
+        if not receipt.new and receipt.routed:
+            return self._taken("delete", _duplicate(message_id, receipt))
+        router = self.router
+        try:
+            await request_erasure(
+                self.store, router.client, router.task_queue, call.user_id, "segment"
+            )
+        except ErasureUnavailable as err:
+            log.warning("message %s: erasure not started: %s", message_id, err)
+            raise Unavailable(str(err)) from err
+        with _database_unavailable():
+            await self._routed.submit((message_id, []))
+        return self._taken("delete", Accepted(messageId=message_id))
+
+    async def take(self, call: AnyCall) -> Accepted:
+        """One call of any kind."""
         if isinstance(call, TrackCall):
             return await self.track(call)
+        if isinstance(call, DeleteCall):
+            return await self.delete(call)
         return await self.identify(call)
 
     def _taken(self, kind: str, accepted: Accepted) -> Accepted:
@@ -234,10 +259,12 @@ class Ingestor:
             return await asyncio.get_running_loop().run_in_executor(self._writer, call)
 
 
-def _unless_waiting(write: Callable[[list[T]], list[R]]) -> Callable[[list[T]], list[R] | None]:
+def _unless_waiting(
+    write: Callable[[list[T]], Sequence[R]],
+) -> Callable[[list[T]], Sequence[R] | None]:
     """`write` for GroupCommit's `at_once`: None where the store would have had to wait."""
 
-    def at_once(items: list[T]) -> list[R] | None:
+    def at_once(items: list[T]) -> Sequence[R] | None:
         try:
             return write(items)
         except WouldWait:

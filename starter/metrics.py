@@ -22,7 +22,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-SOURCES = frozenset({"shopify", "stripe", "webhook", "segment"})
+SOURCES = frozenset({"shopify", "stripe", "webhook", "segment", "kissmetrics"})
 """The /v1/sources/* senders; everything else posted to /v1 is source "api"."""
 
 REFUSALS = ("in_flight", "temporal_busy")

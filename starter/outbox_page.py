@@ -12,7 +12,9 @@ from html import escape
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from activities.tracking import untracked
 from starter.browser_auth import page_refusal
+from starter.settings import MissingSecretKey, signing_key
 
 router = APIRouter(include_in_schema=False)
 
@@ -24,11 +26,15 @@ async def outbox(request: Request, limit: int = 100) -> Response:
         return refusal
     rows = await asyncio.to_thread(request.app.state.store.outbox)
     rows = list(reversed(rows))[: max(1, min(limit, 1000))]
+    try:
+        secret: str | None = signing_key(request.app.state.settings)
+    except MissingSecretKey:  # nothing was signed then either: only the pixel to drop
+        secret = None
     items = "".join(
         f"<details><summary><code>{escape(str(m.created_at)[:19])}</code> "
         f"{escape(m.channel)} to <b>{escape(m.recipient)}</b>: {escape(m.journey)} / "
         f"{escape(m.template)} <i>[{escape(m.status)}]</i> &mdash; {escape(m.subject or '')}"
-        f'</summary><iframe sandbox srcdoc="{escape(m.body_html or "")}" '
+        f'</summary><iframe sandbox srcdoc="{escape(untracked(m.body_html or "", secret))}" '
         f'style="width:100%;height:20rem;border:1px solid #ccc"></iframe>'
         f"<pre>{escape(m.body_text or '')}</pre></details>"
         for m in rows

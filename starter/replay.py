@@ -331,8 +331,8 @@ def _failure(group: str, history: WorkflowHistory, err: Exception) -> ReplayFail
     core = _CORE_MESSAGE.search(str(err))
     error = core[1] if core else f"{type(err).__name__}: {err}"
     local = _LOCAL_ACTIVITY.search(error)
-    activity_type = local and _local_activity_type(history, int(local[1]))
-    if activity_type:
+    activity_type = _local_activity_type(history, int(local[1])) if local else None
+    if local and activity_type:
         error += f" (the history's local activity {local[1]} is {activity_type!r})"
     known = group in registry.names() or group == SEGMENT_ENTRY
     if not known:

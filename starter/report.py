@@ -28,6 +28,18 @@ from sqlalchemy import ColumnElement, Row, Table, and_, case, distinct, func, or
 
 from activities.store import JourneyRefusal, JourneyRun, JourneyStepRow, Store
 from starter import stats
+from starter.engagement import COMPLAINT_LIMIT, journey_engagement
+from starter.experiment_report import ExperimentResult, Interval, experiment_results
+from starter.programme import (
+    ProgrammeReport,
+    ThrottleFigures,
+    not_global,
+    programme_lines,
+    programme_report,
+    throttle_figures,
+    throttle_line,
+)
+from starter.timing_report import SendTimes, TimedConversions, send_times
 from workflows.errors import UnknownJourneyError
 from workflows.identity import user_key
 from workflows.journey import ANY_EVENT, Goal, Journey, human_duration
@@ -42,11 +54,6 @@ LEFT_OUT = ("suppressed", "failed")
 definition. An exit for a reason found after entry ("exited") stays in: leaving those out of
 one group only would unbalance the test."""
 GROUPS = ("treatment", "holdout")
-
-
-class Interval(BaseModel):
-    low: float
-    high: float
 
 
 class Conversions(BaseModel):
@@ -98,10 +105,28 @@ class StepResult(BaseModel):
     """By reason: frequency_cap, unsubscribed, no_consent, paused, stale, address_suppressed..."""
     failed: dict[str, int] = {}
     deferred_quiet_hours: int = 0
+    deferred_throttle: int = 0
+    """Waits for a slot under the journey's `send_rate` (activities/throttle.py)."""
     """Held until the user's quiet hours ended (then sent, skipped or ended by the goal)."""
     conversions_after_treatment: int = 0
     """Treatment entries that reached this step and converted after it."""
     conversions_after_holdout: int = 0
+    delivered: int = 0
+    """Sent (or unconfirmed) less hard bounces: what reached a mailbox as far as we know."""
+    opened: int = 0
+    """Messages opened at least once: approximate (Apple Mail Privacy Protection loads every
+    image, so opens it; clients that block images never do)."""
+    clicked: int = 0
+    """Messages with at least one link followed (starter/engagement.py for all of these)."""
+    unsubscribed: int = 0
+    bounced: int = 0
+    """Hard bounces the ESP reported: the address is suppressed for every journey."""
+    soft_bounced: int = 0
+    complained: int = 0
+    click_conversions: int = 0
+    """Treatment entries whose goal came within the attribution window after a click on this
+    step's email; `click_revenue` their revenue. Attribution, not lift."""
+    click_revenue: float = 0.0
 
 
 class JourneyReport(BaseModel):
@@ -140,11 +165,34 @@ class JourneyReport(BaseModel):
     by_entry: list[EntryPath] = []
     """Entries and conversions per entry event, most entries first."""
     steps: list[StepResult] = []
+    experiments: list[ExperimentResult] = []
+    """Each A/B/n test's variants against the holdout and the baseline, and any winner."""
+    send_times: SendTimes | None = None
+    """Sends timed by send-time optimisation: by hour, and learned against default hours."""
+    globally_held_out: int = 0
+    """Entries of users the programme's global holdout holds out: counted in the programme
+    (Report.programme), not in this journey's own test."""
+    send_rate: str | None = None
+    priority: int | None = None
+    throttled: ThrottleFigures | None = None
+    """Sends that waited for their slot under `send_rate`."""
+    emails_delivered: int = 0
+    complained: int = 0
+    complaint_rate: float | None = None
+    """Complaints over delivered emails; Gmail and Yahoo hold bulk senders under 0.3 %
+    (COMPLAINT_LIMIT)."""
+    click_conversions: int = 0
+    """Treatment entries whose goal came within the attribution window after a click on any of
+    the journey's emails (each once), and their revenue: beside the lift, never instead of it."""
+    click_revenue: float = 0.0
 
 
 class Report(BaseModel):
     generated_at: datetime
     since: datetime | None = None
+    programme: ProgrammeReport | None = None
+    """Every journey together against the global holdout (starter/programme.py); None when
+    there is none, or for one journey's report."""
     journeys: list[JourneyReport]
 
 
@@ -154,8 +202,11 @@ def build_report(
     *,
     journey: str | None = None,
     since: datetime | None = None,
+    global_holdout: float | None = None,
 ) -> Report:
-    """The report for every journey with entries (and every loaded one), or just `journey`.
+    """The report for every journey with entries (and every loaded one), or just `journey`;
+    the programme against the global holdout (JOURNEYS_GLOBAL_HOLDOUT is `global_holdout`)
+    first, for every journey's.
 
     Raises:
         UnknownJourneyError: `journey` is neither loaded nor has any entry recorded.
@@ -170,7 +221,10 @@ def build_report(
     else:
         names = sorted(set(classes) | set(recorded))
     results = [_journey_report(store, name, classes.get(name), since) for name in names]
-    return Report(generated_at=datetime.now(UTC), since=since, journeys=results)
+    programme = programme_report(store, classes, since, global_holdout) if journey is None else None
+    return Report(
+        generated_at=datetime.now(UTC), since=since, programme=programme, journeys=results
+    )
 
 
 def _journeys_with_runs(store: Store) -> list[str]:
@@ -203,7 +257,10 @@ class _Arm:
             in_window=self.open,
             early_converted=self.early_converted if early else None,
             early_rate=stats.rate(self.early_converted, self.early_entries) if early else None,
-            median_time_to_convert=statistics.median(self.times) if self.times else None,
+            # typeshed allows numbers only; median needs sorting, + and / 2, which timedelta has
+            median_time_to_convert=statistics.median(self.times)  # type: ignore[type-var]
+            if self.times
+            else None,
         )
 
 
@@ -211,18 +268,18 @@ class _Arm:
 class _Rows:
     """What the report reads of one journey, in one connection."""
 
-    paths: list[Row[Any]]
+    paths: list[Row[*tuple[Any, ...]]]
     """(group, entry event, entries, conversions, revenue, revenue squared, still open)"""
     users: dict[str, int]
-    conversions: list[Row[Any]]
+    conversions: list[Row[*tuple[Any, ...]]]
     """(group, entry event, entered at, goal at), one per converted entry."""
-    exits: list[Row[Any]]
-    refusals: list[Row[Any]]
+    exits: list[Row[*tuple[Any, ...]]]
+    refusals: list[Row[*tuple[Any, ...]]]
 
 
 def _read(store: Store, name: str, since: datetime | None) -> _Rows:
     runs, refusals = RUNS.c, REFUSALS.c
-    where: list[ColumnElement[bool]] = [runs.journey == name]
+    where: list[ColumnElement[bool]] = [runs.journey == name, not_global()]
     refused_where: list[ColumnElement[bool]] = [refusals.journey == name]
     if since is not None:
         where.append(runs.entered_at >= since)
@@ -357,7 +414,54 @@ def _journey_report(
         key=lambda p: (-(p.treatment.entries + p.holdout.entries), p.entry_event or ""),
     )
     report.steps = _steps(store, name, since)
+    report.globally_held_out = _globally_held_out(store, name, since)
+    if cls is not None:
+        report.send_rate = repr(cls.send_rate) if cls.send_rate is not None else None
+        report.priority = cls.priority
+    report.throttled = throttle_figures(store, name, since)
+    for step in report.steps:  # the engine records every deferred wait as quiet hours
+        step.deferred_throttle = report.throttled.by_step.get(step.step, 0)
+        step.deferred_quiet_hours = max(0, step.deferred_quiet_hours - step.deferred_throttle)
+    report.experiments = experiment_results(store, name, cls, since, h.entries, h.converted)
+    report.send_times = send_times(store, name)
+    _add_engagement(report, store, cls, since)
     return report
+
+
+def _add_engagement(
+    report: JourneyReport, store: Store, cls: type[Journey] | None, since: datetime | None
+) -> None:
+    """Each step's opens, clicks, bounces, complaints, unsubscribes and click revenue, and the
+    journey's complaint rate (starter/engagement.py)."""
+    window = cls.goal.within if cls is not None and cls.goal is not None else None
+    found = journey_engagement(store, report.journey, since, window)
+    for step in report.steps:
+        counts = found.steps.get(step.step)
+        if counts is None:
+            step.delivered = step.sent + step.unconfirmed
+            continue
+        c = counts.counts
+        step.opened, step.clicked, step.unsubscribed = c["open"], c["click"], c["unsubscribe"]
+        step.bounced, step.soft_bounced, step.complained = (
+            c["bounce"], c["soft_bounce"], c["complaint"]
+        )  # fmt: skip
+        step.delivered = max(0, step.sent + step.unconfirmed - step.bounced)
+        step.click_conversions = counts.click_conversions
+        step.click_revenue = round(counts.click_revenue, 2)
+    report.emails_delivered = found.emails_delivered
+    report.complained = found.totals["complaint"]
+    report.complaint_rate = found.complaint_rate
+    report.click_conversions = found.click_conversions
+    report.click_revenue = found.click_revenue
+
+
+def _globally_held_out(store: Store, name: str, since: datetime | None) -> int:
+    """Entries the global holdout took out of this journey's own test."""
+    query = select(func.count()).where(RUNS.c.journey == name, ~not_global())
+    if since is not None:
+        query = query.where(RUNS.c.entered_at >= since)
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 def _goal_text(goal: Goal | None) -> str | None:
@@ -375,7 +479,7 @@ def _utc(when: datetime) -> datetime:
 
 def _steps(store: Store, name: str, since: datetime | None) -> list[StepResult]:
     runs, steps = RUNS.c, STEPS.c
-    where = [runs.journey == name, steps.kind.in_(("send", "quiet_hours"))]
+    where = [runs.journey == name, steps.kind.in_(("send", "quiet_hours")), not_global()]
     if since is not None:
         where.append(runs.entered_at >= since)
     converted_after = and_(
@@ -443,6 +547,8 @@ def render_text(report: Report) -> str:
     out: list[str] = []
     if report.since is not None:
         out.append(f"Entries since {report.since:%Y-%m-%d %H:%M} UTC")
+    if report.programme is not None:
+        out += programme_lines(report.programme, percent, points, money, _ci, p_phrase)
     if not report.journeys:
         out.append("No journeys loaded and no entries recorded yet.")
     for j in report.journeys:
@@ -498,6 +604,12 @@ def render_text(report: Report) -> str:
         left_out = outside_groups(j)
         if left_out:
             out.append(f"  in neither group: {left_out}")
+        if j.globally_held_out:
+            out.append(
+                f"  globally held out (in the programme, not this test): {j.globally_held_out}"
+            )
+        if throttled := throttle_line(j.send_rate, j.throttled):
+            out.append(throttled)
         if j.exits:
             out.append("  exits: " + ", ".join(f"{k} {v}" for k, v in sorted(j.exits.items())))
         if j.steps:
@@ -509,6 +621,8 @@ def render_text(report: Report) -> str:
                 reasons = dict(s.skipped)
                 if s.deferred_quiet_hours:
                     reasons["deferred by quiet hours"] = s.deferred_quiet_hours
+                if s.deferred_throttle:
+                    reasons["waited for the send rate"] = s.deferred_throttle
                 if s.unconfirmed:
                     reasons["unconfirmed"] = s.unconfirmed
                 conv = f"{s.conversions_after_treatment}/{s.conversions_after_holdout}"
@@ -517,7 +631,78 @@ def render_text(report: Report) -> str:
                     f"{sum(s.skipped.values()):>8} {sum(s.failed.values()):>7} {conv:>18}  "
                     + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
                 )
+        out.extend(_engagement_lines(j))
+        for e in j.experiments:
+            out.extend(_experiment_lines(e))
+        if j.send_times is not None:
+            t = j.send_times
+            hours = ", ".join(f"{h:02d}h {n}" for h, n in t.by_hour.items())
+            out.append(f"  timed sends by local hour: {hours}")
+            out.append(
+                f"  entries timed at their own best hour: {_share(t.learned)}; "
+                f"at the default hour: {_share(t.default)}"
+            )
     return "\n".join(line.rstrip() for line in out).lstrip("\n") + "\n"
+
+
+def _engagement_lines(j: JourneyReport) -> list[str]:
+    """What the emails met after sending, per step, and the complaint rate; none without."""
+    engaged = [s for s in j.steps if s.opened or s.clicked or s.bounced or s.soft_bounced
+               or s.complained or s.unsubscribed]  # fmt: skip
+    if not engaged and not j.emails_delivered:
+        return []
+    lines = [
+        f"  {'engagement':<24} {'delivered':>9} {'opened~':>8} {'clicked':>8} {'unsub.':>7} "
+        f"{'bounced':>8} {'soft':>5} {'complaints':>10} {'click revenue':>14}"
+    ]
+    for s in j.steps:
+        lines.append(
+            f"  {s.step[:24]:<24} {s.delivered:>9} {s.opened:>8} {s.clicked:>8} "
+            f"{s.unsubscribed:>7} {s.bounced:>8} {s.soft_bounced:>5} {s.complained:>10} "
+            f"{money(s.click_revenue) if s.click_conversions else '-':>14}"
+        )
+    if j.complaint_rate is not None:
+        limit = j.complaint_rate >= COMPLAINT_LIMIT
+        over = "  OVER the 0.3% Gmail and Yahoo enforce" if limit else ""
+        lines.append(
+            f"  complaint rate: {percent(j.complaint_rate)} of {j.emails_delivered} delivered "
+            f"emails (limit {percent(COMPLAINT_LIMIT)}){over}"
+        )
+    if j.click_conversions:
+        window = f" within {j.attribution_window}" if j.attribution_window else ""
+        lines.append(
+            f"  revenue after a click{window}: {money(j.click_revenue)} from "
+            f"{j.click_conversions} treatment entries (attribution, not lift; opens~ approximate)"
+        )
+    return lines
+
+
+def _experiment_lines(e: ExperimentResult) -> list[str]:
+    auto = f", automatic winner at alpha {e.alpha:g}" if e.auto_winner and e.alpha else ""
+    lines = [
+        f"  experiment {e.experiment} (baseline {e.baseline}{auto})",
+        f"    {'variant':<14} {'entries':>8} {'sent':>6} {'converted':>10} {'rate':>8} "
+        f"{'rev./entry':>11} {'vs holdout':>24} {'vs baseline':>24} {'seq. p':>8}",
+    ]
+    for v in e.variants:
+        vs_h = f"{points(v.lift_vs_holdout)} ({_ci(v.lift_vs_holdout_ci, points)})"
+        vs_b = "-"
+        if v.variant != e.baseline:
+            vs_b = f"{points(v.lift_vs_baseline)} ({_ci(v.lift_vs_baseline_ci, points)})"
+        lines.append(
+            f"    {v.variant[:14]:<14} {v.entries:>8} {v.sent:>6} {v.converted:>10} "
+            f"{percent(v.rate):>8} {money(v.revenue_per_entry):>11} {vs_h:>24} {vs_b:>24} "
+            f"{p_text(v.always_valid_p) if v.always_valid_p is not None else '-':>8}"
+        )
+    if e.decision is not None:
+        d = e.decision
+        lines.append(
+            f"    winner: {d.winner}, decided {d.decided_at:%Y-%m-%d %H:%M} UTC "
+            f"(p {d.p_value:.4f}); new entries get it"
+        )
+    elif e.auto_winner:
+        lines.append("    no winner yet")
+    return lines
 
 
 def outside_groups(j: JourneyReport) -> str:
@@ -531,7 +716,7 @@ def outside_groups(j: JourneyReport) -> str:
     return ", ".join(parts)
 
 
-def _share(c: Conversions) -> str:
+def _share(c: Conversions | TimedConversions) -> str:
     return f"{c.converted}/{c.entries} {percent(c.rate)}"
 
 

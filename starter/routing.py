@@ -81,21 +81,23 @@ class Router:
         interested = list(self._by_event.get(event.name, []))
         for name, entry in open_runs:
             journey = self._any_event.get(name)
-            goal = journey.goal_for(entry) if journey is not None else None
-            if journey not in interested and goal is not None and goal.matches(event):
+            if journey is None or journey in interested:
+                continue
+            goal = journey.goal_for(entry)
+            if goal is not None and goal.matches(event):
                 interested.append(journey)
         if not interested:
             return []
         row = profile or await asyncio.to_thread(self.store.get_profile, event.user_id)
-        profile = Profile(user_id=event.user_id, traits=row.traits if row else {})
+        user = Profile(user_id=event.user_id, traits=row.traits if row else {})
         if row is not None and row.email:
-            profile.traits.setdefault("email", row.email)
+            user.traits.setdefault("email", row.email)
         if count is None and any(j.trigger and j.trigger.nth for j in interested):
             summary = await asyncio.to_thread(self.store.event_summary, event.user_id, event.name)
             count = summary.count if summary else 0
         calls = [
             self._trigger(journey, event)
-            if journey.trigger is not None and journey.trigger.matches(event, profile, count)
+            if journey.trigger is not None and journey.trigger.matches(event, user, count)
             else self._signal(journey, event)
             for journey in interested
         ]

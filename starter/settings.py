@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     activecampaign_fields: dict[str, str] = {}
     """Context values copied to ActiveCampaign custom fields at each step, as JSON {context key:
     field ID}, e.g. JOURNEYS_ACTIVECAMPAIGN_FIELDS='{"cart_url": "12", "subject": "13"}'."""
+    mailchimp_api_key: SecretStr | None = None
+    """Mailchimp Marketing's API key (`<key>-us6`, its suffix names the data center), for the
+    `audience` channel; not Mandrill's (that one is JOURNEYS_PROVIDER_API_KEY)."""
+    mailchimp_list_id: str | None = None
+    """The Mailchimp audience (list) the `audience` channel updates."""
+    mailchimp_base_url: str | None = None
+    """Overrides https://<dc>.api.mailchimp.com; set only for a test or staging server."""
+    mailchimp_status_if_new: Literal["subscribed", "pending"] = "subscribed"
+    """A new member's status after a marketing step ("pending": Mailchimp asks them to confirm);
+    a transactional step (marketing=False) adds them as "transactional"."""
     smtp_host: str = "localhost"
     smtp_port: int = 587
     smtp_username: str | None = None
@@ -91,6 +101,10 @@ class Settings(BaseSettings):
     quiet_hours: str = "21:00-08:00"
     """Local time in the user's `timezone` trait (UTC without one); "" turns quiet hours off."""
     default_timezone: str = "UTC"
+    global_holdout: float = Field(0.0, ge=0.0, lt=1.0)
+    """The programme's global holdout: this share of users (drawn by user ID, apart from each
+    journey's own holdout) is held out of every journey, so the report measures all journeys
+    together against them; 0 (default) is off. See docs/measurement.md."""
 
     # Operations -------------------------------------------------------------------------------
     api_max_in_flight: int = Field(128, ge=0)
@@ -105,6 +119,42 @@ class Settings(BaseSettings):
     stripe_secret: SecretStr | None = None
     standard_webhook_secret: SecretStr | None = None
     segment_secret: SecretStr | None = None
+    kissmetrics_key: SecretStr | None = None
+    """The Kissmetrics API key (`_k`) the site's tracking calls carry: /v1/sources/kissmetrics
+    takes only calls with it."""
+
+    # What the ESP tells us back, and clicks and opens (starter/feedback.py, tracking.py) -----
+    sendgrid_webhook_public_key: SecretStr | None = None
+    """SendGrid's Signed Event Webhook verification key (Mail Settings > Event Webhook; base64
+    DER as SendGrid shows it, or PEM): enables POST /v1/feedback/sendgrid. A public key, kept
+    out of print like every key setting all the same."""
+    postmark_webhook_user: str = "journeys"
+    postmark_webhook_password: SecretStr | None = None
+    """Basic auth credentials Postmark's webhook URL carries (Postmark signs nothing):
+    https://<user>:<password>@host/v1/feedback/postmark. The password enables the route."""
+    mandrill_webhook_key: SecretStr | None = None
+    """The key Mandrill shows for the webhook (Settings > Webhooks): enables
+    POST /v1/feedback/mandrill, checked against X-Mandrill-Signature."""
+    mandrill_webhook_url: str | None = None
+    """The webhook URL exactly as entered in Mandrill, which it signs; default
+    <JOURNEYS_PUBLIC_URL>/v1/feedback/mandrill."""
+    track_clicks: bool = True
+    """Links in emails go through the signed redirect /c/<token> (activities/tracking.py)."""
+    track_opens: bool = True
+    """Emails carry the open pixel /o/<token>.gif (opens are approximate: Apple Mail Privacy
+    Protection loads every image)."""
+
+    # Event streams (starter/streams/, docs/streams.md) ---------------------------------------
+    amqp_url: SecretStr | None = None
+    """RabbitMQ to consume events from, `amqp://user:password@host:5672/vhost` (`amqps://` for
+    TLS): `journeys consume` reads it, and `journeys dev` runs the consumer when it is set.
+    Secret: it usually carries the password."""
+    amqp_queue: str = "journeys.events"
+    """The queue of Segment-shaped events; those that can never be taken go to
+    `<queue>.dead-letter` with the reason in the `x-journeys-error` header."""
+    amqp_prefetch: int = Field(64, ge=1)
+    """Messages one consumer holds unacknowledged at once, i.e. its work in flight: a slow
+    Temporal slows consumption instead of piling work up."""
 
     # Payload encryption (starter/codec.py) -----------------------------------------------------
     payload_keys: SecretStr | None = None
@@ -203,6 +253,9 @@ CHECKED_SECRETS = {
     "stripe_secret": "JOURNEYS_STRIPE_SECRET",
     "standard_webhook_secret": "JOURNEYS_STANDARD_WEBHOOK_SECRET",
     "segment_secret": "JOURNEYS_SEGMENT_SECRET",
+    "kissmetrics_key": "JOURNEYS_KISSMETRICS_KEY",
+    "postmark_webhook_password": "JOURNEYS_POSTMARK_WEBHOOK_PASSWORD",
+    "mandrill_webhook_key": "JOURNEYS_MANDRILL_WEBHOOK_KEY",
 }
 """The secrets the API checks callers with, and the variables that set them."""
 
@@ -226,7 +279,8 @@ def weak_secrets(settings: Settings) -> list[str]:
         what = "empty" if length == 0 else f"{length} characters"
         if variable.startswith("the kept"):
             fix = "delete it, and `journeys dev` makes a new one"
-        elif variable.endswith("_SECRET"):  # a sender's: copy all of it, or turn the source off
+        elif variable.endswith(("_SECRET", "_KISSMETRICS_KEY", "_MANDRILL_WEBHOOK_KEY")):
+            # a sender's: copy all of it
             fix = f"set the whole secret the sender shows (at least {MIN_SECRET_LENGTH} "
             fix += "characters), or unset it to turn the source off"
         else:
@@ -238,9 +292,19 @@ def weak_secrets(settings: Settings) -> list[str]:
 
 def serving_problems(settings: Settings) -> list[str]:
     """Why the API must not serve with these settings, one sentence each (empty when it may):
-    a weak secret (`weak_secrets`), no API key beyond loopback, and unsubscribe links no real
-    key would sign (`signing_key`)."""
+    a weak secret (`weak_secrets`), no API key beyond loopback, unsubscribe links no real
+    key would sign (`signing_key`), and a SendGrid verification key that is no ECDSA key."""
     problems = weak_secrets(settings)
+    if settings.sendgrid_webhook_public_key is not None:
+        from starter.feedback import load_sendgrid_key  # cryptography, only when it is set
+
+        try:
+            load_sendgrid_key(settings.sendgrid_webhook_public_key.get_secret_value())
+        except ValueError as err:
+            problems.append(
+                f"JOURNEYS_SENDGRID_WEBHOOK_PUBLIC_KEY is set but {err}: paste the verification "
+                "key SendGrid shows for the Signed Event Webhook, or unset it"
+            )
     if settings.api_key is None and not is_loopback(settings.api_host):
         problems.append(
             f"JOURNEYS_API_KEY is not set and the API listens on {settings.api_host}, beyond "

@@ -88,7 +88,26 @@ def steps_with_templates() -> list[tuple[str, str]]:
         (journey, path.stem)
         for journey in shipped_journeys()
         for path in sorted((TEMPLATES / journey).glob("*.subject"))
+        if "." not in path.stem  # reminder.urgent.subject is a variant's part, not a step
     ]
+
+
+def test_each_variant_part_belongs_to_a_declared_variant_and_renders(renderer) -> None:
+    """`<step>.<variant>.subject`: the journey declares that variant, and it renders in place
+    of the step's own subject."""
+    journeys = {cls.name: cls for cls in registry.all_journeys()}
+    parts = sorted(TEMPLATES.glob("*/*.*.subject"))
+    assert parts, "the shipped cart recovery has a subject-line test"
+    for path in parts:
+        step, variant = path.stem.split(".")
+        journey = journeys[path.parent.name]
+        declared = {v for e in journey.experiments.values() for v in e.variants}
+        assert variant in declared, f"{path}: {journey.name} declares no variant {variant!r}"
+        context = {"user": {"first_name": "Ada"}, "items": [], "unsubscribe_url": "u"}
+        plain = renderer.render(journey.name, step, context)
+        varied = renderer.render(journey.name, step, context, variant=variant)
+        assert varied.subject != plain.subject and varied.subject.startswith("Ada")
+        assert varied.html == plain.html  # the body is the step's own
 
 
 STEPS = steps_with_templates()

@@ -11,18 +11,23 @@ from workflows.errors import (
     JourneyError,
     UnknownJourneyError,
 )
-from workflows.journey import Goal, Journey, JourneyExit, Trigger, on
+from workflows.experiments import Experiment
+from workflows.journey import Goal, Journey, JourneyExit, Rate, Trigger, on
 from workflows.models import Event, Profile
+from workflows.send_time import BestTime
 
 __all__ = [
+    "BestTime",
     "DuplicateJourneyError",
     "Event",
+    "Experiment",
     "Goal",
     "Journey",
     "JourneyDefinitionError",
     "JourneyError",
     "JourneyExit",
     "Profile",
+    "Rate",
     "Trigger",
     "UnknownJourneyError",
     "on",

@@ -26,8 +26,10 @@ from typing import Any, ClassVar, NoReturn, Protocol, TypeVar
 
 from workflows import registry
 from workflows.errors import JourneyDefinitionError
+from workflows.experiments import Experiment
 from workflows.models import Channel, Event, Group, Profile
 from workflows.segments import Segment
+from workflows.send_time import BestTime
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -180,6 +182,28 @@ class Goal:
         return f"Goal({', '.join(map(repr, self.events))}, within={human_duration(self.within)})"
 
 
+class Rate:
+    """At most `count` sends per `per`, evenly spaced: `Rate(1000, per=timedelta(hours=1))` lets
+    one send go every 3.6 s. A send beyond it waits its turn on a durable timer (no drop, no
+    burst when a daily segment run releases thousands); see activities/throttle.py."""
+
+    def __init__(self, count: int, *, per: timedelta) -> None:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise JourneyDefinitionError(f"Rate count must be a positive int, got {count!r}")
+        if not isinstance(per, timedelta) or per <= timedelta(0):
+            raise JourneyDefinitionError("Rate `per` must be a positive timedelta")
+        self.count = count
+        self.per = per
+
+    @property
+    def interval(self) -> timedelta:
+        """The time between two sends' slots."""
+        return self.per / self.count
+
+    def __repr__(self) -> str:
+        return f"Rate({self.count}, per={human_duration(self.per)})"
+
+
 def on(*events: str) -> Callable[[F], F]:
     """Mark a method as the handler of other events that update journey state.
 
@@ -229,7 +253,10 @@ class _Runtime(Protocol):
         channel: Channel = "email",
         marketing: bool = True,
         fresh_for: timedelta | None = None,
+        variant: str | None = None,
+        at: BestTime | None = None,
     ) -> bool: ...
+    async def variant(self, experiment: Experiment) -> str: ...
     @property
     def events(self) -> list[Event]: ...
     @property
@@ -250,6 +277,13 @@ class Journey:
         freshness: a message that cannot go out within this time is skipped, not sent late.
         listens: further event names that `wait_for` or `inactive_for` use; the webhook routes
             these to running journeys. Trigger, goal and `@on` events are included already.
+        send_rate: at most this many sends per period (`Rate(1000, per=timedelta(hours=1))`),
+            evenly spaced; sends beyond it wait their turn. None: no limit.
+        priority: which journey's message goes when the cross-journey frequency cap allows
+            only one (higher first; default 0); the other is skipped,
+            `frequency_cap_lower_priority`.
+        global_holdout: whether the programme's global holdout (JOURNEYS_GLOBAL_HOLDOUT)
+            applies; set False only on a journey that sends nothing but transactional messages.
 
     Available from `steps` (and `suppress`) on: `user_id`, `event` (the entry event),
     `profile`, `group`, `entered_at`, `last_message_at` (this journey's last message to the
@@ -268,9 +302,14 @@ class Journey:
     reentry: ClassVar[timedelta | None] = None
     freshness: ClassVar[timedelta | None] = timedelta(hours=12)
     listens: ClassVar[tuple[str, ...]] = ()
+    send_rate: ClassVar[Rate | None] = None
+    priority: ClassVar[int] = 0
+    global_holdout: ClassVar[bool] = True
 
     handlers: ClassVar[dict[str, tuple[str, ...]]] = {}
     """Event name -> names of the `@on` methods that handle it (collected per class)."""
+    experiments: ClassVar[dict[str, Experiment]] = {}
+    """The journey's A/B/n tests by name: every `Experiment` class attribute (collected)."""
 
     user_id: str
     event: Event | None
@@ -294,6 +333,12 @@ class Journey:
                     if attr not in names:
                         names.append(attr)
         cls.handlers = {event: tuple(names) for event, names in handlers.items()}
+        experiments: dict[str, Experiment] = {}
+        for klass in reversed(cls.__mro__):
+            for value in vars(klass).values():
+                if isinstance(value, Experiment):
+                    experiments[value.name] = value
+        cls.experiments = experiments
         if "name" not in vars(cls) and not hasattr(cls, "name"):
             return  # an abstract base journey: nothing to register
         _validate(cls)
@@ -411,6 +456,19 @@ class Journey:
             raise JourneyDefinitionError("inactive_for needs `events` in a journey without trigger")
         await self._runtime.inactive_for(duration, events, step)
 
+    async def variant(self, experiment: Experiment) -> str:
+        """This user's variant of `experiment` (a class attribute), recorded with the run.
+
+        Held-out users get one too, so both groups run the same steps; they are still sent
+        nothing. With `auto_winner`, once the test has decided, every new entry gets the winner.
+        """
+        if type(self).experiments.get(experiment.name) is not experiment:
+            raise JourneyDefinitionError(
+                f"{type(self).__name__}.variant({experiment.name!r}): declare the Experiment as "
+                "a class attribute of the journey, so the report and the test can find it"
+            )
+        return await self._runtime.variant(experiment)
+
     @classmethod
     def preview_context(cls, event: dict[str, Any]) -> dict[str, Any]:
         """Values `journeys preview` gives the templates beside user and event (override to
@@ -424,23 +482,36 @@ class Journey:
         channel: Channel = "email",
         marketing: bool = True,
         fresh_for: timedelta | None = None,
+        variant: str | None = None,
+        at: BestTime | None = None,
         **context: Any,
     ) -> bool:
         """Send the message `template` to the user, exactly once, with `context` for rendering.
 
         Args:
             template: the step's templates, templates/<journey>/<template>.{subject,html,txt}.
-            channel: "email" (the ESP), "in_app" (the app's inbox) or "webhook".
+            channel: "email" (the ESP), "in_app" (the app's inbox), "webhook", or "audience"
+                (the user's Mailchimp audience member: `tags`, `remove_tags`, `merge_fields`).
             marketing: marketing messages honour unsubscribes, quiet hours and the frequency
                 cap; transactional ones (False) only the kill switch.
             fresh_for: give up if it cannot go out within this time (default `freshness`).
+            variant: a variant from `self.variant(...)`: recorded on the message, and the
+                template `<template>.<variant>.subject` (or .html, .txt) is used where it exists.
+            at: `BestTime(within=...)`: wait for the user's most active hour first
+                (workflows/send_time.py); both groups wait alike.
             context: values for the templates, beside `user`, `event` and `unsubscribe_url`.
 
         Returns True if it went out. A held-out user's send is recorded and skipped; so is one
         that is suppressed (the reason is recorded) or stale.
         """
         return await self._runtime.send(
-            template, context, channel=channel, marketing=marketing, fresh_for=fresh_for
+            template,
+            context,
+            channel=channel,
+            marketing=marketing,
+            fresh_for=fresh_for,
+            variant=variant,
+            at=at,
         )
 
     def exit(self, reason: str, *, suppressed: bool = False) -> NoReturn:
@@ -503,6 +574,12 @@ def _validate(cls: type[Journey]) -> None:
         raise JourneyDefinitionError(
             f'{where}: `listens` must be a tuple of event names, like ("Product Removed",)'
         )
+    if cls.send_rate is not None and not isinstance(cls.send_rate, Rate):
+        raise JourneyDefinitionError(f"{where}: `send_rate` must be a Rate(...) or None")
+    if isinstance(cls.priority, bool) or not isinstance(cls.priority, int):
+        raise JourneyDefinitionError(f"{where}: `priority` must be an int, got {cls.priority!r}")
+    if not isinstance(cls.global_holdout, bool):
+        raise JourneyDefinitionError(f"{where}: `global_holdout` must be True or False")
     if cls.steps is Journey.steps:
         raise JourneyDefinitionError(f"{where}: define `async def steps(self) -> None`")
     for event, methods in cls.handlers.items():

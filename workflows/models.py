@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 Group = Literal["treatment", "holdout"]
 """A user's arm of a journey's holdout test."""
 
-Channel = Literal["email", "in_app", "webhook"]
-"""Where a message goes: the ESP, the app's inbox (GET /v1/users/{id}/messages), a webhook."""
+Channel = Literal["email", "in_app", "webhook", "audience"]
+"""Where a message goes: the ESP, the app's inbox (GET /v1/users/{id}/messages), a webhook, or
+the user's member in a Mailchimp audience (merge fields and tags: activities/audiences.py)."""
 
 Outcome = Literal["converted", "completed", "exited", "suppressed", "failed"]
 """How a journey ended: goal reached in its window, ran to the end, left early, never began
@@ -41,12 +42,84 @@ class Profile(BaseModel):
     traits: dict[str, Any] = Field(default_factory=dict)
 
 
+class JournalEntry(BaseModel):
+    """One primitive a journey's `steps` completed, as a run that continues as new replays it:
+    what it returned, when, and the journey's own state and profile at that moment."""
+
+    kind: Literal["sleep", "wait_for", "inactive_for", "send", "variant"]
+    at: datetime
+    delivered: bool | None = None
+    """A send's answer."""
+    event: Event | None = None
+    """A wait_for's answer."""
+    variant: str | None = None
+    """A variant's answer."""
+    sent: int
+    last_template: str | None = None
+    state: dict[str, Any] = Field(default_factory=dict)
+    profile: Profile | None = None
+
+
+class PendingWait(BaseModel):
+    """The wait a run continued as new in: its step row is written already."""
+
+    kind: str
+    label: str
+    until: datetime
+
+
+class Carried(BaseModel):
+    """What a journey's run hands the next one when it continues as new (its history nears
+    Temporal's bounds): the journey's state, its latest events and the steps it completed."""
+
+    run_id: str
+    """The run the entry was recorded under: records and idempotency keys keep using it."""
+    generation: int = 1
+    entered: bool
+    entered_at: datetime
+    entry: Event | None = None
+    events: list[Event] = Field(default_factory=list)
+    arrived: list[datetime] = Field(default_factory=list)
+    seen: list[str] = Field(default_factory=list)
+    last_seen: dict[str, datetime] = Field(default_factory=dict)
+    consumed: list[str] = Field(default_factory=list)
+    dropped: int = 0
+    """Events received in earlier runs and not carried (the oldest, past the budget)."""
+    received: int = 0
+    """Events received over all runs, duplicates not counted."""
+    goal_event: Event | None = None
+    goal_at: datetime | None = None
+    group: Group | None = None
+    profile: Profile | None = None
+    last_message_at: datetime | None = None
+    seq: int = 0
+    sent: int = 0
+    last_template: str | None = None
+    step: str = "entering"
+    steps_started_at: datetime | None = None
+    steps_done: bool = False
+    start_state: dict[str, Any] = Field(default_factory=dict)
+    start_profile: Profile | None = None
+    journal: list[JournalEntry] = Field(default_factory=list)
+    state: dict[str, Any] = Field(default_factory=dict)
+    pending: PendingWait | None = None
+
+
 class JourneyInput(BaseModel):
-    """Starts one journey for one user; the entry event usually arrives as the start signal."""
+    """Starts one journey for one user; the entry event usually arrives as the start signal.
+    A run that continued as new gets `carried` instead."""
 
     journey: str
     user_id: str
     event: Event | None = None
+    carried: Carried | None = None
+
+
+class Removal(BaseModel):
+    """The `remove` signal: an operator (or an erasure) takes the user out of the journey now;
+    the run records outcome "exited" with `reason` and completes."""
+
+    reason: str = Field(default="removed", min_length=1, max_length=64)
 
 
 class JourneyState(BaseModel):
@@ -62,6 +135,8 @@ class JourneyState(BaseModel):
     events_received: int
     outcome: Outcome | None = None
     outcome_reason: str | None = None
+    runs: int = 1
+    """Runs so far: a long-lived journey continues as new when its history nears the bounds."""
 
 
 class JourneyResult(BaseModel):
@@ -133,6 +208,12 @@ class SendRequest(BaseModel):
     """The entry event's properties, for personalisation."""
     fresh_for: timedelta | None = None
     """Give up (skipped, "stale") once attempts have failed for this long."""
+    variant: str | None = None
+    """The A/B/n variant this message belongs to (its templates, its row in the report)."""
+    send_hour: int | None = None
+    """With send-time optimisation: the user's local hour it was timed for."""
+    timing: Literal["learned", "default"] | None = None
+    """...and whether that hour was learned from the user's events or the journey's default."""
 
 
 class SendResult(BaseModel):
@@ -143,6 +224,49 @@ class SendResult(BaseModel):
     message_id: str | None = None
     reason: str | None = None
     retry_at: datetime | None = None
+
+
+class AssignRequest(BaseModel):
+    """Asks for a run's variant of one experiment, recorded with the run and as a step."""
+
+    run_id: str
+    seq: int
+    journey: str
+    user_id: str
+    group: Group
+    experiment: str
+    weights: dict[str, float]
+    auto_winner: bool = False
+    alpha: float = 0.05
+    min_entries: int = 200
+    effect: float = 0.02
+    at: datetime
+
+
+class Assignment(BaseModel):
+    """The variant, and why: "assigned" (by the user's hash) or "winner" (the test decided)."""
+
+    variant: str
+    reason: Literal["assigned", "winner"] = "assigned"
+
+
+class SendTimeRequest(BaseModel):
+    """Asks when to send: the user's most active hour (less a lead) within a window."""
+
+    user_id: str
+    at: datetime
+    within: timedelta
+    lead: timedelta
+    default_hour: int
+    min_events: int
+
+
+class SendTime(BaseModel):
+    """The moment chosen, the local hour it was aimed at, and whether it was learned."""
+
+    at: datetime
+    hour: int
+    timing: Literal["learned", "default"]
 
 
 class OutcomeRecord(BaseModel):

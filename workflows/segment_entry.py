@@ -9,6 +9,7 @@ run continues as new before its history grows large.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TypedDict
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -20,7 +21,13 @@ with workflow.unsafe.imports_passed_through():
 PAGES_PER_RUN = 200
 """Pages before continuing as new: about 600 history events, far under Temporal's limits."""
 
-PAGE_OPTIONS = {
+
+class _PageOptions(TypedDict):
+    start_to_close_timeout: timedelta
+    retry_policy: RetryPolicy
+
+
+PAGE_OPTIONS: _PageOptions = {
     "start_to_close_timeout": timedelta(minutes=10),
     "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=1)),
 }
@@ -50,7 +57,7 @@ class SegmentEntryWorkflow:
                 SegmentPageRequest(
                     journey=input.journey, as_of=progress.as_of, after=after, limit=input.page_size
                 ),
-                **PAGE_OPTIONS,  # type: ignore[arg-type]
+                **PAGE_OPTIONS,
             )
             progress.pages += 1
             progress.selected += page.selected

@@ -30,6 +30,7 @@ import base64
 import re
 import string
 from collections.abc import Callable
+from email.headerregistry import Address
 from email.policy import EmailPolicy
 from typing import Any
 
@@ -154,7 +155,7 @@ def write_text(name: str, text: str, linesep: str = "\r\n") -> str:
 def write_mailbox(name: str, value: Any, linesep: str = "\r\n") -> str | None:
     """One `Display Name <address>` whose name needs encoding; None to leave it to Python
     (no name, a plain one it quotes as needed, several addresses, a non-ASCII address)."""
-    addresses = getattr(value, "addresses", ())
+    addresses: tuple[Address, ...] = getattr(value, "addresses", ())
     if len(addresses) != 1:
         return None
     [address] = addresses

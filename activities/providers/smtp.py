@@ -27,6 +27,7 @@ import ssl
 from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from email.utils import formatdate
+from typing import TYPE_CHECKING
 
 from activities.providers._mime import MAIL_POLICY
 from activities.providers.base import (
@@ -38,6 +39,9 @@ from activities.providers.base import (
     ProviderError,
     RetryableProviderError,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 BAD_MAILBOX_CODES = frozenset({550, 551, 553})
 BAD_MAILBOX_ENHANCED = re.compile(r"^5\.(1\.(1|2|3|6|10)|2\.1)$")
@@ -62,8 +66,8 @@ class _Connection(smtplib.SMTP):
 
     sent_final_dot = False
 
-    def send(self, s: bytes | str) -> None:
-        data = s.encode() if isinstance(s, str) else s
+    def send(self, s: ReadableBuffer | str) -> None:
+        data = s.encode() if isinstance(s, str) else bytes(s)
         super().send(s)
         if data.endswith(b"\r\n.\r\n"):
             self.sent_final_dot = True
@@ -192,7 +196,9 @@ def build_email(message: OutgoingMessage) -> EmailMessage:
     for body, subtype in ((message.text or " ", "plain"), (message.html or "<p></p>", "html")):
         part = MIMEPart(policy=MAIL_POLICY)  # a part, so no MIME-Version of its own
         part.set_content(body, subtype=subtype)
-        mail.attach(part)
+        # typeshed types EmailMessage.attach as taking an EmailMessage; the stdlib takes any
+        # part, and a MIMEPart is wanted here (no MIME-Version header of its own).
+        mail.attach(part)  # type: ignore[arg-type]
     return mail
 
 

@@ -25,7 +25,7 @@ class SourceCall(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: Literal["track", "identify"]
+    type: Literal["track", "identify", "delete"]
     event: str | None = None
     """Our event name, for track calls ("Checkout Started", "Subscription Cancelled", ...)."""
     user_id: str | None = None
@@ -69,7 +69,7 @@ class SourceCall(BaseModel):
         if self.type == "track":
             call["event"] = self.event
             call["properties"] = dict(self.properties)
-        else:
+        elif self.type == "identify":
             call["traits"] = dict(self.traits)
         if self.context:
             call["context"] = dict(self.context)

@@ -9,6 +9,11 @@ sender retries; dedupe keeps it single).
 Anyone can reach these routes, and the signature covers the whole body, so the API's gate
 (starter/api.py: IngestGate) reads the body and checks the signature here (`signature_problem`)
 before the request may take an ingest slot; the route checks it again, so it stands alone.
+
+Kissmetrics' tracking calls (/v1/sources/kissmetrics/{e,s,a}, GET or form POST, as sites send
+them to Kissmetrics) carry the site's key as `_k` instead of a signature (404 until
+JOURNEYS_KISSMETRICS_KEY is set, 401 without it), and are answered as Kissmetrics answers
+them, with a 1x1 GIF; a call we cannot take is a 400 or 422 naming the parameter.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import SecretStr, TypeAdapter, ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
+from activities.store import Store, UserAlias
 from starter.calls import (
     BODY_DEADLINE,
     MAX_BODY,
@@ -47,7 +55,11 @@ from starter.sources import (
     verify_standard_webhook,
     verify_stripe,
 )
+from starter.sources import kissmetrics as km
 from starter.sources.shopify import PRODUCT_TOPICS
+
+SEGMENT_TYPES = ("track", "identify", "delete")
+"""The Segment calls the Segment source takes; a delete is an erasure (starter/erasure.py)."""
 
 router = APIRouter(prefix="/v1/sources", tags=["sources"])
 _CALL: TypeAdapter[Any] = TypeAdapter(Call)
@@ -61,11 +73,15 @@ class Source:
     verify: Callable[..., None]
 
 
+KISSMETRICS = Source("kissmetrics_key", km.verify_kissmetrics)
+"""Kissmetrics' calls carry the key as `_k`: the gate checks it in a POST's form body."""
+
 SOURCES = {
     "shopify": Source("shopify_secret", verify_shopify),
     "stripe": Source("stripe_secret", verify_stripe),
     "webhook": Source("standard_webhook_secret", verify_standard_webhook),
     "segment": Source("segment_secret", verify_segment),
+    **{f"kissmetrics/{kind}": KISSMETRICS for kind in km.KINDS},
 }
 """By the last part of the path, /v1/sources/<name>."""
 
@@ -199,10 +215,173 @@ async def standard_webhook(request: Request) -> JSONResponse:
 @router.post("/segment")
 async def segment(request: Request) -> JSONResponse:
     """Segment's webhook destination, signed with X-Signature: every call type is posted here;
-    track and identify are taken, the rest (page, screen, group, alias, delete) ignored."""
+    track and identify are taken, delete erases the user (as DELETE /v1/users/{id} does), the
+    rest (page, screen, group, alias) are ignored."""
 
     def calls(_: dict[str, str], payload: Any) -> list[SourceCall]:
         # The call's own messageId is the dedupe key; without a timestamp, it happened now.
-        return standard_webhook_calls({"webhook-timestamp": str(int(time.time()))}, payload)
+        headers = {"webhook-timestamp": str(int(time.time()))}
+        return standard_webhook_calls(headers, payload, SEGMENT_TYPES)
 
     return await _take(request, SOURCES["segment"], calls)
+
+
+def _query(name: str, description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": {"type": "string"},
+            "description": description}  # fmt: skip
+
+
+def _kissmetrics_query(required: bool) -> list[dict[str, Any]]:
+    """Kissmetrics' own parameters, for the OpenAPI document; any other one is a property."""
+    return [
+        _query("_k", "the site's Kissmetrics API key (JOURNEYS_KISSMETRICS_KEY)", required),
+        _query("_p", "the person: one of their identities, up to 255 characters", required),
+        _query("_n", "/e: the event name; /a: another identity of the person"),
+        _query("_t", "when it happened, in Unix seconds (applied with _d=1)"),
+        _query("_d", "1: _t is when it happened"),
+    ]
+
+
+KISSMETRICS_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "taken (or a duplicate): a 1x1 GIF, as Kissmetrics answers",
+        "content": {"image/gif": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    415: {
+        "description": "a POST body that is not application/x-www-form-urlencoded",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    },
+}
+
+
+@router.get(
+    "/kissmetrics/{kind}",
+    response_class=Response,
+    responses=KISSMETRICS_ANSWERS,
+    openapi_extra={"parameters": _kissmetrics_query(required=True)},
+)
+async def kissmetrics(request: Request, kind: str) -> Response:
+    """Kissmetrics' tracking calls as a site sends them to trk.kissmetrics.io, `kind` being
+    `e` (record an event: track), `s` (set properties: identify) or `a` (alias two
+    identities); every parameter besides `_k`, `_p`, `_n`, `_t` and `_d` is a property
+    (starter/sources/kissmetrics.py). Taken: 200 with a 1x1 GIF, as Kissmetrics answers."""
+    return await _kissmetrics(request, kind)
+
+
+@router.post(
+    "/kissmetrics/{kind}",
+    response_class=Response,
+    responses=KISSMETRICS_ANSWERS,
+    openapi_extra={
+        "parameters": _kissmetrics_query(required=False),
+        "requestBody": {
+            "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}
+        },
+    },
+)
+async def kissmetrics_form(request: Request, kind: str) -> Response:
+    """The same calls as a form-encoded POST (the parameters in the body, the query string,
+    or both); a POST's `_k` is checked before it may take an ingest slot."""
+    return await _kissmetrics(request, kind)
+
+
+@router.api_route(
+    "/kissmetrics/{kind}",
+    methods=["HEAD", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
+    include_in_schema=False,
+)
+async def kissmetrics_other_methods(kind: str) -> JSONResponse:
+    """405 naming both methods: GET and POST are two routes, and Starlette's own 405 would
+    name the first one's only."""
+    return JSONResponse(
+        {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": "GET, POST"}
+    )
+
+
+async def _kissmetrics(request: Request, kind: str) -> Response:
+    secret: SecretStr | None = request.app.state.settings.kissmetrics_key
+    if secret is None:
+        raise HTTPException(404, "this source is not configured (set JOURNEYS_KISSMETRICS_KEY)")
+    path = km.kind_of(kind)
+    if path is None:
+        raise HTTPException(404, "Kissmetrics' calls are /e (record), /s (set) and /a (alias)")
+    body = b""
+    if request.method == "POST":
+        body = await _body_of(request)
+        media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if body and media != "application/x-www-form-urlencoded":
+            raise HTTPException(415, "a POST body must be application/x-www-form-urlencoded")
+    received_at = datetime.now(UTC)
+    try:
+        params = km.parse_params(request.scope.get("query_string", b""), body)
+        km.verify_key(params.get("_k"), secret.get_secret_value())
+        call = km.read_call(path, params)
+    except SignatureError as err:
+        return JSONResponse({"detail": f"key rejected: {err}"}, status_code=401)
+    except km.BadParameter as err:
+        return _bad_parameters([(err.parameter, err.reason)])
+    except km.MalformedCall as err:
+        raise HTTPException(400, f"call not understood: {err}") from err
+    # A GET is no POST to a source, so it holds no admission slot yet: authenticated, it takes one.
+    admission = request.app.state.ingestor.admission if request.method == "GET" else None
+    if admission is not None and not admission.enter():
+        return _retry_later(f"busy: {admission.limit} requests in flight", "1")
+    try:
+        return await _take_kissmetrics(request, call, received_at)
+    finally:
+        if admission is not None:
+            admission.leave()
+
+
+async def _take_kissmetrics(
+    request: Request, call: km.KissmetricsCall, received_at: datetime
+) -> Response:
+    try:
+        user = await asyncio.to_thread(_kissmetrics_user, request.app.state.store, call)
+    except (OperationalError, DBAPIError):
+        return _retry_later("temporarily unavailable (database); nothing was taken, retry", "5")
+    try:
+        mapped = km.kissmetrics_calls(call, user, received_at)
+        calls = [_CALL.validate_python(c.to_segment()) for c in mapped]
+    except ValidationError as err:  # e.g. an `email` property that is not one address
+        found = err.errors(include_url=False)
+        return _bad_parameters([(km.parameter_of(e["loc"][1:]), e["msg"]) for e in found])
+    ingestor: Ingestor = request.app.state.ingestor
+    results = await ingestor.many(calls) if calls else []
+    if not all(isinstance(r, Accepted) for r in results):
+        return _retry_later("temporarily unavailable; retry", "5")
+    return Response(km.PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
+
+
+def _kissmetrics_user(store: Store, call: km.KissmetricsCall) -> str:
+    """The user `_p` names; for an alias, after linking the two identities (once)."""
+
+    def lookup(identity: str) -> str | None:
+        return store.resolve_alias(km.ALIAS_KIND, identity)
+
+    if call.kind == "a" and call.name is not None:
+        link = km.alias_link(call.person, call.name, lookup)
+        if link is not None:  # a concurrent alias may win the insert: the first link stays
+            store.insert_once(UserAlias(kind=km.ALIAS_KIND, value=link[0], user_id=link[1]))
+    return km.resolve(call.person, lookup)
+
+
+async def _body_of(request: Request) -> bytes:
+    try:
+        return await read_body(request.stream())
+    except BodyTooLarge:
+        raise HTTPException(413, f"body over {MAX_BODY} bytes") from None
+    except BodyTooSlow:
+        raise HTTPException(
+            408, f"body not received within {BODY_DEADLINE:g} s", {"Connection": "close"}
+        ) from None
+
+
+def _bad_parameters(problems: list[tuple[str, str]]) -> JSONResponse:
+    """422 naming each parameter (never its value)."""
+    errors = [{"field": name, "error": reason} for name, reason in problems]
+    return JSONResponse({"detail": "call not understood", "errors": errors}, status_code=422)
+
+
+def _retry_later(detail: str, seconds: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": seconds})

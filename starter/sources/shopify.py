@@ -251,9 +251,8 @@ def _image(image: object) -> str | None:
     """A line item's image: a URL, or an object with `src` (Shopify's image resource)."""
     if isinstance(image, str):
         return image or None
-    if isinstance(image, dict) and isinstance(image.get("src"), str):
-        return image["src"]
-    return None
+    src = image.get("src") if isinstance(image, dict) else None
+    return src if isinstance(src, str) else None
 
 
 def _cart(payload: dict[str, Any]) -> dict[str, Any]:
@@ -312,7 +311,8 @@ def shopify_product(headers: Mapping[str, str], payload: dict[str, Any]) -> Cata
     image = as_dict(payload.get("image"), "image")
     images = payload.get("images") if isinstance(payload.get("images"), list) else []
     first = image or (images[0] if images and isinstance(images[0], dict) else {})
-    variants = payload.get("variants") if isinstance(payload.get("variants"), list) else []
+    listed = payload.get("variants")
+    variants = listed if isinstance(listed, list) else []
     prices = [
         _money(v.get("price"), "variants[].price")
         for v in variants

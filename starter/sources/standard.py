@@ -58,7 +58,9 @@ def verify_standard_webhook(
 
 
 def standard_webhook_calls(
-    headers: Mapping[str, str], payload: dict[str, Any] | list[Any]
+    headers: Mapping[str, str],
+    payload: dict[str, Any] | list[Any],
+    types: tuple[str, ...] = TYPES,
 ) -> list[SourceCall]:
     """The Segment calls in the body, in order.
 
@@ -66,7 +68,8 @@ def standard_webhook_calls(
     otherwise the message ID is webhook-id (":<index>" appended for a list). Its timestamp is
     `timestamp`, else `originalTimestamp`, else webhook-timestamp. Calls of other types (page,
     screen, group, alias, Segment's delete notices) are skipped in a list; UnsupportedTopic is
-    raised when nothing mappable is left. Malformed calls raise InvalidPayload.
+    raised when nothing mappable is left. Malformed calls raise InvalidPayload. `types`: the
+    call types taken (the Segment source takes "delete" too: an erasure).
     """
     batch = isinstance(payload, list)
     items: list[Any] = payload if isinstance(payload, list) else [payload]
@@ -78,13 +81,14 @@ def standard_webhook_calls(
         where = f"call {index}" if batch else "the call"
         item = as_dict(raw, where)
         kind = item.get("type")
-        if kind not in TYPES:
+        if kind not in types:
             skipped.append(str(kind))
             continue
         message_id = _message_id(item, webhook_id, index if batch else None)
         calls.append(_call(item, where, message_id, sent_at))
     if not calls:
-        raise UnsupportedTopic(f"no track or identify call (types: {', '.join(skipped) or '-'})")
+        taken = " or ".join(types)
+        raise UnsupportedTopic(f"no {taken} call (types: {', '.join(skipped) or '-'})")
     return calls
 
 
@@ -119,7 +123,7 @@ def _call(item: dict[str, Any], where: str, message_id: str, sent_at: str) -> So
             raise InvalidPayload(f"{where}: a track call needs an event")
         fields["event"] = event
         fields["properties"] = as_dict(item.get("properties"), f"{where}: properties")
-    else:
+    elif item["type"] == "identify":
         fields["traits"] = as_dict(item.get("traits"), f"{where}: traits")
     return build(**fields)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from workflows import Event, Goal, Journey, Trigger, on
+from workflows import Event, Experiment, Goal, Journey, Trigger, on
 
 
 class Cart(Journey):
@@ -135,3 +135,84 @@ class ForgotListens(Journey):
     async def steps(self) -> None:
         await self.send("welcome")
         await self.wait_for("Checklist Done", timeout=timedelta(days=2))
+
+
+class Chatty(Journey):
+    """A long-lived journey a very active user floods with events: its runs continue as new,
+    carrying the counts its `@on` handler keeps and the steps it has done."""
+
+    name = "t_chatty"
+    trigger = Trigger("Signed Up")
+    goal = Goal("Upgraded", within=timedelta(days=30))
+    listens = ("Checklist Done",)
+    copy = Experiment("welcome_copy", ["short", "long"])
+
+    def __init__(self) -> None:
+        self.views = 0
+        self.pages: set[str] = set()
+        self.last_view: datetime | None = None
+
+    @on("Page Viewed")
+    def viewed(self, event: Event) -> None:
+        self.views += 1
+        self.pages.add(str(event.properties["page"]))
+        self.last_view = max(self.last_view or event.timestamp, event.timestamp)
+
+    async def steps(self) -> None:
+        variant = await self.variant(self.copy)
+        await self.send("welcome", variant=variant, views=self.views)
+        done = await self.wait_for("Checklist Done", timeout=timedelta(days=3))
+        last = self.last_view.isoformat() if self.last_view else None
+        template = "congrats" if done is not None else "tip"
+        await self.send(
+            template, variant=variant, views=self.views, pages=len(self.pages), last_view=last
+        )
+        await self.sleep(timedelta(days=2))
+        await self.send(
+            "summary", variant=variant, views=self.views, sent_before=self.messages_sent
+        )
+
+
+class ChattyCart(Journey):
+    """A cart left alone for an hour, whose user keeps changing it while the clock runs."""
+
+    name = "t_chatty_cart"
+    trigger = Trigger("Product Added", quiet_for=timedelta(minutes=60))
+    goal = Goal("Order Completed", within=timedelta(days=7))
+
+    def __init__(self) -> None:
+        self.quantities: dict[str, int] = {}
+
+    @on("Product Added")
+    def added(self, event: Event) -> None:
+        sku = str(event.properties["sku"])
+        self.quantities[sku] = self.quantities.get(sku, 0) + 1
+
+    async def steps(self) -> None:
+        await self.send("reminder", quantities=dict(sorted(self.quantities.items())))
+
+
+class _Tally:
+    """An author's own class: the engine cannot carry it to a new run."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class ChattyUncarriable(Journey):
+    """Keeps its state in an object of its own class: it stays in one run, and still works."""
+
+    name = "t_chatty_uncarriable"
+    trigger = Trigger("Signed Up")
+    listens = ("Checklist Done",)
+
+    def __init__(self) -> None:
+        self.tally = _Tally()
+
+    @on("Page Viewed")
+    def viewed(self, event: Event) -> None:
+        self.tally.count += 1
+
+    async def steps(self) -> None:
+        await self.wait_for("Checklist Done", timeout=timedelta(days=3))
+        await self.send("congrats", views=self.tally.count)

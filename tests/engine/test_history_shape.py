@@ -9,7 +9,12 @@ from datetime import timedelta
 from temporalio.api.enums.v1 import EventType
 
 from tests.engine.sample_journeys import Cart
-from workflows.engine import CLOSE_AT_OUTCOME, LOCAL_RECORDS, RECHECK_SUPPRESSION
+from workflows.engine import (
+    CLOSE_AT_OUTCOME,
+    CONTINUE_AS_NEW,
+    LOCAL_RECORDS,
+    RECHECK_SUPPRESSION,
+)
 
 
 async def test_a_new_journey_schedules_only_its_sends_and_records_the_rest_locally(stack_for):
@@ -32,7 +37,7 @@ async def test_a_new_journey_schedules_only_its_sends_and_records_the_rest_local
             else:
                 local.append(json.loads(details["data"].payloads[0].data)["activity_type"])
     assert scheduled == ["send_message"]
-    assert patches == [LOCAL_RECORDS, CLOSE_AT_OUTCOME, RECHECK_SUPPRESSION]
+    assert patches == [LOCAL_RECORDS, CONTINUE_AS_NEW, CLOSE_AT_OUTCOME, RECHECK_SUPPRESSION]
     assert local[0] == "enter_journey" and local[-1] == "record_outcome"
     # the inactivity wait, the profile read before the send, then the sleep after it
     assert local[1:-1].count("read_profile") == 1

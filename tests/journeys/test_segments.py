@@ -84,14 +84,19 @@ async def test_feature_adoption_sends_at_entry_day_5_and_day_10_until_the_featur
     for user in (stays, adopts):
         await shop.advance("feature_adoption", user, 5 * DAY - timedelta(minutes=1))
         assert shop.templates(user) == ["introduction"]
-        await shop.advance("feature_adoption", user, timedelta(minutes=1))
+        # Day 5, at the user's best hour that day (send-time optimisation).
+        await shop.advance("feature_adoption", user, DAY + timedelta(minutes=1))
         assert shop.templates(user) == ["introduction", "tutorial"]
+        tutorial = shop.sent(user)[1]
+        entered = shop.api.stack.runs(user)[0].entered_at
+        assert 5 * DAY <= tutorial.journey_time - entered < 6 * DAY
+        assert tutorial.timing in ("learned", "default") and tutorial.send_hour is not None
 
     await shop.track(adopts, "Report Created")
     result = await shop.outcome("feature_adoption", adopts)
     assert (result.outcome, result.outcome_reason) == ("converted", "Report Created")
 
-    await shop.advance("feature_adoption", stays, 5 * DAY)
+    await shop.advance("feature_adoption", stays, 5 * DAY + timedelta(minutes=1))
     assert shop.templates(stays) == ["introduction", "tutorial", "personal_note"]
     assert shop.templates(adopts) == ["introduction", "tutorial"]
     tutorial = shop.sent(stays)[1]

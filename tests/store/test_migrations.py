@@ -27,6 +27,10 @@ BASELINE_TABLES = {
 }  # fmt: skip
 """The tables create_all made before migrations (revision 0001)."""
 TABLES = BASELINE_TABLES | {"journey_refusals", "catalog_products", "purchases"}  # 0002, 0003
+TABLES |= {"erasures", "email_suppressions"}  # 0005
+TABLES |= {"experiment_assignments", "experiment_decisions"}  # 0006
+TABLES |= {"send_rates", "send_waits"}  # 0007
+TABLES |= {"message_events"}  # 0008
 
 
 def create_all_before_migrations(store: Store) -> None:

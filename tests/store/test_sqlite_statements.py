@@ -50,6 +50,8 @@ def test_a_received_call_is_stored_as_the_orm_stores_the_same_values(sqlite_stor
             first_seen=T0,
             last_seen=T0,
             last_properties={"sku": "a", "price": 12.5, "tags": ["x", None]},
+            daily={T0.date().isoformat(): 1},  # the count per day templates read
+            hours={str(T0.hour): 1},  # the count per hour send-time optimisation reads
         )
         session.add(summary)
         session.commit()

@@ -27,7 +27,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from workflows import Event, Goal, Journey, Trigger, on
+from workflows import Event, Experiment, Goal, Journey, Trigger, on
 
 SNAPSHOTS = ("Checkout Started", "Cart Viewed", "Cart Updated")
 """Events that carry the whole cart (`products[]`), replacing the items held so far."""
@@ -51,6 +51,11 @@ class CartRecovery(Journey):
     incentive_percent = 10
     incentive_code = "COMEBACK10"
     incentive_valid_for = timedelta(days=2)
+
+    reminder_subject = Experiment("reminder_subject", {"control": 1, "urgent": 1}, auto_winner=True)
+    """Seed 001's A/B test: the reminder's subject line (reminder.urgent.subject is the
+    challenger); once one converts better with the sequential test's confidence, every new
+    cart gets it."""
 
     @classmethod
     def declare(cls) -> None:
@@ -117,7 +122,8 @@ class CartRecovery(Journey):
         if self.value() < self.minimum_cart_value:
             self.exit("cart_below_minimum", suppressed=True)
         left_at = self.now() - self.inaction_window  # the last cart change
-        await self.send("reminder", items=self.item_list(), cart_url=self.cart_url)
+        subject = await self.variant(self.reminder_subject)
+        await self.send("reminder", variant=subject, items=self.item_list(), cart_url=self.cart_url)
         await self.sleep_until(left_at + self.social_proof_at)
         await self.send("social_proof", items=self.item_list(), cart_url=self.cart_url)
         await self.sleep_until(left_at + self.incentive_at)
@@ -149,7 +155,8 @@ class CartRecovery(Journey):
 
     @classmethod
     def preview_context(cls, event: dict[str, Any]) -> dict[str, Any]:
-        products = event.get("products") if isinstance(event.get("products"), list) else [event]
+        listed = event.get("products")
+        products = listed if isinstance(listed, list) else [event]
         links = [event[k] for k in CART_LINKS if isinstance(event.get(k), str)]
         return {
             "items": [product(p) for p in products if isinstance(p, dict) and p],

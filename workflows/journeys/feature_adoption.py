@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from workflows import Goal, Journey
+from workflows import BestTime, Goal, Journey
 from workflows.segments import Segment, active_span, active_within, did_any, never
 
 
@@ -41,6 +41,7 @@ class FeatureAdoption(Journey):
     early_window = timedelta(days=14)
     tutorial_at = timedelta(days=5)
     personal_note_at = timedelta(days=10)
+    best_time = BestTime(within=timedelta(hours=24))
     schedule = "0 9 * * *"  # daily at 09:00
     schedule_timezone = "UTC"
 
@@ -60,9 +61,10 @@ class FeatureAdoption(Journey):
         feature = {"name": self.feature_name, "event": self.target_event}
         await self.send("introduction", feature=feature)
         await self.sleep_until(self.entered_at + self.tutorial_at)
-        await self.send("tutorial", feature=feature)
+        # The later emails go at the user's own best hour within the day (seed 003).
+        await self.send("tutorial", feature=feature, at=self.best_time)
         await self.sleep_until(self.entered_at + self.personal_note_at)
-        await self.send("personal_note", feature=feature)
+        await self.send("personal_note", feature=feature, at=self.best_time)
 
     @classmethod
     def preview_context(cls, event: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from workflows import Event, Goal, Journey, Trigger
+from workflows import BestTime, Event, Goal, Journey, Trigger
 from workflows.journey import ANY_EVENT
 from workflows.segments import SEGMENT_ENTERED, Segment, active_span, inactive_for
 
@@ -43,6 +43,8 @@ class WinBack(Journey):
     feedback_at = timedelta(days=7)
     whats_new_at = timedelta(days=21)
     offer_at = timedelta(days=45)
+    best_time = BestTime(within=timedelta(hours=24))
+    """The later emails go at the user's own best hour within the day (seed 003)."""
     return_events: tuple[str, ...] = ()
     """What counts as a dormant customer's return; empty: any event they send."""
     reactivation_window = timedelta(days=90)
@@ -95,11 +97,12 @@ class WinBack(Journey):
         await self.sleep_until(self.entered_at + self.feedback_at)
         await self.send("feedback")
         await self.sleep_until(self.entered_at + self.whats_new_at)
-        await self.send("whats_new")
+        await self.send("whats_new", at=self.best_time)
         await self.sleep_until(self.entered_at + self.offer_at)
         expires = self.now() + self.offer_valid_for
         await self.send(
             "offer",
+            at=self.best_time,
             discount_percent=self.offer_percent,
             discount_code=self.offer_code,
             expires_on=expires.strftime("%B %d"),
