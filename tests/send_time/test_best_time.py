@@ -8,9 +8,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from playwright.async_api import async_playwright
+
 from activities.holdout import assign_group
 from starter.report import build_report
 from tests.conftest import settle
+from tests.measurement.test_dashboard import CHROMIUM_ARGS
 from tests.send_time.journeys import Timed
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -104,3 +107,29 @@ async def test_the_report_compares_optimised_and_default_sends_by_hour(stack_for
     assert timing.by_hour == {9: 1, 10: 1}
     assert (timing.learned.entries, timing.learned.converted) == (1, 1)
     assert (timing.default.entries, timing.default.converted) == (1, 0)
+
+
+async def test_the_dashboard_shows_timed_sends_by_hour(api_for, chromium):
+    api = await api_for(Timed)
+    stack = api.stack
+    reader = stack.user(treated_in=Timed, timezone="America/New_York")
+    history(stack, reader, 9, NEW_YORK)
+    await stack.track("Signed Up", reader)
+    await stack.advance("t_timed", reader, 2 * DAY + timedelta(minutes=1))
+    assert [m.template for m in stack.outbox(reader)] == ["welcome", "tip"]
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        context = await browser.new_context(
+            viewport={"width": 1280, "height": 900},
+            extra_http_headers={"Authorization": f"Bearer {api.key}"},
+        )
+        tab = await context.new_page()
+        await tab.goto(f"{api.url}/dashboard?journey=t_timed")
+        await tab.screenshot(full_page=True)
+        line = tab.locator("#journey-t_timed .send-times")
+        assert await line.is_visible()
+        text = " ".join((await line.inner_text()).split())
+        assert "timed sends by local hour: 09h 1" in text
+        assert "at their own best hour 0/1 converted" in text
+        await browser.close()
