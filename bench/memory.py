@@ -130,7 +130,7 @@ async def fill(stack: Stack, store: Store, client: Client, cached: int, n: int) 
         stop([worker])
     cached_now = min(cached, n)
     marks = " / ".join(f"{at[m] / MB:.0f}" for m in MILESTONES if m in at)
-    named = " / ".join(f"{m // 1000}k" for m in MILESTONES if m in at)
+    named = " / ".join(f"{m / 1000:g}k" for m in MILESTONES if m in at)
     return (
         f"max_cached_workflows {cached:>6}: RSS idle {idle / MB:5.0f} MB, at {named} open "
         f"{marks} MB, all {n} open {final / MB:5.0f} MB; "
