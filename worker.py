@@ -214,6 +214,28 @@ def sending_from(settings: Settings, store: Store) -> SendingActivities:
             base_url=settings.mailchimp_base_url,
             status_if_new=settings.mailchimp_status_if_new,
         )
+    sms = push = None
+    if settings.sms_provider == "twilio":  # the `sms` channel
+        from activities.providers.twilio import TwilioSMS
+
+        token = settings.twilio_auth_token
+        sms = TwilioSMS(
+            account_sid=settings.twilio_account_sid,
+            auth_token=token.get_secret_value() if token else None,
+            from_number=settings.twilio_from,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            base_url=settings.twilio_base_url,
+            status_callback=f"{settings.public_url.rstrip('/')}/v1/sms/twilio/status",
+        )
+    if settings.push_provider == "fcm":  # the `push` channel
+        from activities.providers.fcm import FcmPush
+
+        push = FcmPush(
+            credentials_file=settings.fcm_credentials_file,
+            project_id=settings.fcm_project_id,
+            base_url=settings.fcm_base_url,
+            on_unregistered=store.remove_device,
+        )
     return SendingActivities(
         store,
         Renderer(settings.template_folders()),
@@ -221,6 +243,8 @@ def sending_from(settings: Settings, store: Store) -> SendingActivities:
         delivery_policy(settings),
         webhook,
         audience,
+        sms,
+        push,
     )
 
 

@@ -88,12 +88,16 @@ class SendingActivities:
         policy: DeliveryPolicy | None = None,
         webhook: Any | None = None,
         audience: Any | None = None,
+        sms: Any | None = None,
+        push: Any | None = None,
     ) -> None:
         self.store = store
         self.renderer = renderer
         self.provider = provider  # None: the local outbox is the delivery
         self.webhook = webhook
         self.audience = audience  # a MailchimpAudience: the `audience` channel
+        self.sms = sms  # a TwilioSMS (activities/providers/twilio.py): the `sms` channel
+        self.push = push  # an FcmPush (activities/providers/fcm.py): the `push` channel
         self.policy = policy or DeliveryPolicy()
         self.throttle = Throttle(store)
 

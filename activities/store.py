@@ -432,6 +432,113 @@ class Store:
                 continue
         raise RuntimeError(f"could not set the subscription of {user_id!r}")
 
+    # Channels: subscriptions per channel and topic, push devices, SMS STOPs ----------------
+
+    def set_channel_subscription(
+        self, user_id: str, channel: str, topic: str, subscribed: bool, source: str
+    ) -> None:
+        """Record the user's choice for one channel and topic (ALL_TOPICS: all of them)."""
+        table = SubscriptionRow.__table__  # type: ignore[attr-defined]
+        key = (table.c.user_id == user_id) & (table.c.channel == channel) & (table.c.topic == topic)
+        values = {"subscribed": subscribed, "source": source[:255], "updated_at": utcnow()}
+        for _ in range(2):  # a concurrent first insert loses the race once, then updates
+            try:
+                with self.engine.begin() as conn:
+                    if not conn.execute(update(table).where(key).values(**values)).rowcount:
+                        conn.execute(
+                            table.insert().values(
+                                user_id=user_id, channel=channel, topic=topic, **values
+                            )
+                        )
+                return
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"could not set the {channel} subscription of {user_id!r}")
+
+    def channel_subscriptions(self, user_id: str) -> dict[tuple[str, str], bool]:
+        """The user's recorded choices: {(channel, topic): subscribed}."""
+        table = SubscriptionRow.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(table.c.channel, table.c.topic, table.c.subscribed).where(
+                    table.c.user_id == user_id
+                )
+            ).all()
+        return {(channel, topic): bool(subscribed) for channel, topic, subscribed in rows}
+
+    def add_device(self, user_id: str, token: str, platform: str | None = None) -> bool:
+        """Register a push token for the user; a token another user held moves to this one
+        (a shared device, a new login). True if the token was not theirs before."""
+        table = DeviceRow.__table__  # type: ignore[attr-defined]
+        now = utcnow()
+        for _ in range(2):
+            try:
+                with self.engine.begin() as conn:
+                    found = conn.execute(
+                        select(table.c.user_id).where(table.c.token == token)
+                    ).first()
+                    if found is None:
+                        conn.execute(
+                            table.insert().values(
+                                token=token,
+                                user_id=user_id,
+                                platform=platform,
+                                created_at=now,
+                                updated_at=now,
+                            )
+                        )
+                        return True
+                    values: dict[str, Any] = {"user_id": user_id, "updated_at": now}
+                    if platform:
+                        values["platform"] = platform
+                    conn.execute(update(table).where(table.c.token == token).values(**values))
+                    return bool(found.user_id != user_id)
+            except IntegrityError:
+                continue
+        raise RuntimeError("could not register the device")
+
+    def remove_device(self, token: str, user_id: str | None = None) -> bool:
+        """Forget a push token (FCM called it UNREGISTERED, or the app logged out); with
+        `user_id`, only if it is that user's. True if one was removed."""
+        table = DeviceRow.__table__  # type: ignore[attr-defined]
+        condition = table.c.token == token
+        if user_id is not None:
+            condition = condition & (table.c.user_id == user_id)
+        with self.engine.begin() as conn:
+            return bool(conn.execute(table.delete().where(condition)).rowcount)
+
+    def devices_of(self, user_id: str) -> list[DeviceRow]:
+        """The user's push devices, most recently seen first."""
+        table = DeviceRow.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(table)
+                .where(table.c.user_id == user_id)
+                .order_by(table.c.updated_at.desc(), table.c.token)
+            ).all()
+        return [DeviceRow(**row._asdict()) for row in rows]
+
+    def set_sms_opt_out(self, phone_hash: str, keyword: str | None) -> None:
+        """A number texted an opt-out keyword (`keyword`), or an opt-in one (None): no SMS goes
+        to it until it opts in again. Keyed by the number's hash (activities/phones.py)."""
+        table = SmsOptOut.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            conn.execute(table.delete().where(table.c.phone_hash == phone_hash))
+            if keyword is not None:
+                conn.execute(
+                    table.insert().values(
+                        phone_hash=phone_hash, keyword=keyword[:16], since=utcnow()
+                    )
+                )
+
+    def sms_opted_out(self, phone_hash: str) -> bool:
+        table = SmsOptOut.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(table.c.phone_hash).where(table.c.phone_hash == phone_hash)
+            ).first()
+        return found is not None
+
     def upsert_profile(
         self, user_id: str, *, email: str | None = None, traits: dict[str, Any] | None = None
     ) -> ProfileRow:
@@ -1449,3 +1556,54 @@ Index(
     OutboxMessage.__table__.c.provider_message_id,  # type: ignore[attr-defined]
 )
 """ESP webhooks find the message they report on by the provider's message ID."""
+
+
+# Channels beyond email: push devices, per-channel and per-topic subscriptions, SMS STOPs ------
+
+
+class DeviceRow(SQLModel, table=True):
+    """A device a user can get push notifications on: an FCM registration token, from an
+    identify (Segment's `context.device.token`, a `push_token` trait) or POST
+    /v1/users/{id}/devices. Dropped when FCM answers UNREGISTERED for it."""
+
+    __tablename__ = "devices"
+
+    token: str = Field(primary_key=True, max_length=1024)
+    user_id: str = Field(index=True, max_length=255)
+    platform: str | None = Field(default=None, max_length=16)
+    """"ios", "android" or "web", when the sender said."""
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SubscriptionRow(SQLModel, table=True):
+    """A user's explicit choice for one channel ("email", "sms", "push") and topic ("*": every
+    topic of that channel): subscribed (consent given) or not. Email's "unsubscribe from
+    everything" stays on profiles.email_unsubscribed_at, where it has always been; this table
+    holds topic choices, SMS and push consent, and email opt-ins (JOURNEYS_CONSENT=opt_in)."""
+
+    __tablename__ = "subscriptions"
+
+    user_id: str = Field(primary_key=True, max_length=255)
+    channel: str = Field(primary_key=True, max_length=16)
+    topic: str = Field(primary_key=True, max_length=64)
+    subscribed: bool
+    source: str = Field(max_length=255)
+    """Who changed it: "api", "identify", "link" (the preference page), "sms_keyword"."""
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SmsOptOut(SQLModel, table=True):
+    """A phone number that texted STOP (or another opt-out keyword) to our sender: no SMS goes
+    to it, whoever holds it, until it texts START. Only a keyed hash (HMAC-SHA256 with
+    JOURNEYS_SECRET_KEY) of the E.164 number is kept, so an erasure leaves nothing here."""
+
+    __tablename__ = "sms_opt_outs"
+
+    phone_hash: str = Field(primary_key=True, max_length=64)
+    keyword: str = Field(max_length=16)
+    since: datetime = Field(default_factory=utcnow)
+
+
+ALL_TOPICS = "*"
+"""The topic of a subscription row that covers every topic of its channel."""

@@ -144,6 +144,33 @@ class Settings(BaseSettings):
     """Emails carry the open pixel /o/<token>.gif (opens are approximate: Apple Mail Privacy
     Protection loads every image)."""
 
+    # SMS and push (docs/channels.md) ---------------------------------------------------------
+    sms_provider: Literal["none", "twilio"] = "none"
+    """"twilio" enables the `sms` channel (Twilio's Messages API) and its inbound webhook."""
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    """Basic auth for the Messages API, and the key Twilio signs its webhooks with."""
+    twilio_from: str | None = None
+    """The sending number in E.164 (+14155550100)..."""
+    twilio_messaging_service_sid: str | None = None
+    """...or a Messaging Service (MG...), which picks the number; one of the two is needed."""
+    twilio_base_url: str = "https://api.twilio.com"
+    """Twilio's API; set only for a test or staging server."""
+    sms_default_region: str = "US"
+    """How a phone trait without a country code is read (ISO 3166 code, e.g. "GB")."""
+    push_provider: Literal["none", "fcm"] = "none"
+    """"fcm" enables the `push` channel (Firebase Cloud Messaging HTTP v1)."""
+    fcm_credentials_file: Path | None = None
+    """The Firebase service account's JSON key file (its OAuth2 token comes from google-auth)."""
+    fcm_project_id: str | None = None
+    """The Firebase project; default: the service account's own `project_id`."""
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    """FCM's API; set only for a test or staging server."""
+    consent: Literal["opt_out", "opt_in"] = "opt_out"
+    """"opt_in": a marketing send needs the user's explicit consent on its channel (a consent
+    trait or PUT /v1/users/{id}/subscription); "opt_out" (default): email may go until the user
+    leaves. SMS always needs explicit consent; push needs a registered device."""
+
     # Event streams (starter/streams/, docs/streams.md) ---------------------------------------
     amqp_url: SecretStr | None = None
     """RabbitMQ to consume events from, `amqp://user:password@host:5672/vhost` (`amqps://` for

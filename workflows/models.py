@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 Group = Literal["treatment", "holdout"]
 """A user's arm of a journey's holdout test."""
 
-Channel = Literal["email", "in_app", "webhook", "audience"]
-"""Where a message goes: the ESP, the app's inbox (GET /v1/users/{id}/messages), a webhook, or
-the user's member in a Mailchimp audience (merge fields and tags: activities/audiences.py)."""
+Channel = Literal["email", "in_app", "webhook", "audience", "sms", "push"]
+"""Where a message goes: the ESP, the app's inbox (GET /v1/users/{id}/messages), a webhook,
+the user's member in a Mailchimp audience (merge fields and tags: activities/audiences.py), a
+text message (Twilio) or a push notification to the user's devices (FCM)."""
 
 Outcome = Literal["converted", "completed", "exited", "suppressed", "failed"]
 """How a journey ended: goal reached in its window, ran to the end, left early, never began
@@ -214,6 +215,12 @@ class SendRequest(BaseModel):
     """With send-time optimisation: the user's local hour it was timed for."""
     timing: Literal["learned", "default"] | None = None
     """...and whether that hour was learned from the user's events or the journey's default."""
+    channels: list[Channel] | None = None
+    """Channel choice: the channels to try in order; the first the user can be reached on and
+    consents to is used (`channel` is the first of them, for older readers)."""
+    topic: str | None = None
+    """The journey's subscription topic ("offers", "product_updates"): a recipient who left it
+    gets no marketing message of it."""
 
 
 class SendResult(BaseModel):
@@ -224,6 +231,10 @@ class SendResult(BaseModel):
     message_id: str | None = None
     reason: str | None = None
     retry_at: datetime | None = None
+    channel: Channel | None = None
+    """The channel it went (or would go) by: with channel choice, the one chosen."""
+    passed_over: dict[str, str] = Field(default_factory=dict)
+    """With channel choice: each channel tried before it, and why it was passed over."""
 
 
 class AssignRequest(BaseModel):

@@ -44,6 +44,10 @@ class OutgoingMessage(BaseModel):
     user_id: str
     properties: dict[str, Any] = Field(default_factory=dict)
     """The render context: Klaviyo event properties and the webhook body carry it."""
+    devices: list[str] = Field(default_factory=list)
+    """Push only: the user's device tokens (`to` is then the user ID)."""
+    data: dict[str, str] = Field(default_factory=dict)
+    """Push only: the notification's data payload (journey, step, the link to open)."""
 
     @property
     def sender(self) -> str:

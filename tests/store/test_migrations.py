@@ -31,6 +31,7 @@ TABLES |= {"erasures", "email_suppressions"}  # 0005
 TABLES |= {"experiment_assignments", "experiment_decisions"}  # 0006
 TABLES |= {"send_rates", "send_waits"}  # 0007
 TABLES |= {"message_events"}  # 0008
+TABLES |= {"devices", "subscriptions", "sms_opt_outs"}  # 0009
 
 
 def create_all_before_migrations(store: Store) -> None:
