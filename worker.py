@@ -190,6 +190,8 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
         company=company,
         track_clicks=settings.track_clicks,
         track_opens=settings.track_opens,
+        consent=settings.consent,
+        sms_region=settings.sms_default_region,
     )
 
 

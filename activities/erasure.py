@@ -4,6 +4,8 @@ Each activity is idempotent and reads the user ID from the `erasures` row, so no
 the workflow's history. What happens to each table (docs/security.md, "Erasure"):
 
 - `profiles`, `event_summaries`, `user_aliases`: the user's rows are deleted.
+- `devices` (push tokens: each one reaches the person's phone) and `subscriptions` (their
+  channel and topic choices): the user's rows are deleted.
 - `journey_runs`, `journey_refusals`, `purchases`: kept, so the report and "N customers bought
   this" stay right, with the user ID replaced by the erasure's tombstone (`erased_<random>`,
   the same for all of one erasure's rows, so they still group as one user) and the workflow ID
@@ -146,10 +148,13 @@ OUTBOX = _table("outbox")
 PURCHASES = _table("purchases")
 RECEIPTS = _table("event_receipts")
 SUPPRESSIONS = _table("email_suppressions")
+DEVICES = _table("devices")
+SUBSCRIPTIONS = _table("subscriptions")
 
 HANDLED = frozenset(
     {"profiles", "event_summaries", "user_aliases", "journey_runs", "journey_refusals",
-     "journey_steps", "outbox", "purchases", "event_receipts", "email_suppressions", "erasures"}
+     "journey_steps", "outbox", "purchases", "event_receipts", "email_suppressions", "erasures",
+     "devices", "subscriptions"}
 )  # fmt: skip
 """Tables erased one by one below. In any other table, the rows of the user (a `user_id`
 column) or of their runs (a `run_id` column) keep their place under the tombstone, with the
@@ -371,7 +376,7 @@ class ErasureActivities:
         if profile is not None:
             self._keep_suppression(conn, profile._mapping)
         changed = 0
-        for table in (PROFILES, SUMMARIES, ALIASES):
+        for table in (PROFILES, SUMMARIES, ALIASES, DEVICES, SUBSCRIPTIONS):
             changed += _count(conn.execute(delete(table).where(table.c.user_id == user_id)))
 
         run_ids: list[str] = []

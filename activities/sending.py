@@ -37,15 +37,17 @@ from temporalio.exceptions import ApplicationError
 
 from activities.addresses import email_address
 from activities.analytics import UserActivity
+from activities.consent import ConsentMode, consent
 from activities.erasure import address_suppressed
 from activities.metrics import count_send
+from activities.phones import PHONE_TRAITS, phone_hash, profile_phone
 from activities.store import JourneyRun, JourneyStepRow, OutboxMessage, ProfileRow, Store
-from activities.suppression import QuietHours, opted_out
+from activities.suppression import QuietHours
 from activities.templates import Renderer, TemplateRenderError
 from activities.throttle import QUIET_HOURS, Throttle, declared, outranked
 from activities.tracking import TrackedMessage, track_email
 from activities.unsubscribe import unsubscribe_url
-from workflows.models import SendRequest, SendResult
+from workflows.models import Channel, SendRequest, SendResult
 
 log = logging.getLogger("journeys.sending")
 
@@ -70,11 +72,19 @@ class DeliveryPolicy:
     track_opens: bool = False
     """Email links through the signed redirect, and the open pixel (activities/tracking.py);
     the worker turns both on (JOURNEYS_TRACK_CLICKS, JOURNEYS_TRACK_OPENS)."""
+    consent: ConsentMode = "opt_out"
+    """"opt_in": marketing sends need explicit consent per channel (activities/consent.py)."""
+    sms_region: str = "US"
+    """How a phone trait without a country code is read (JOURNEYS_SMS_DEFAULT_REGION)."""
+    sms_frequency_cap: int = 2
+    """Marketing texts per user per window: fewer than emails, as texts interrupt."""
 
     def cap(self, channel: str) -> int | None:
         if channel in self.channel_caps:
             return self.channel_caps[channel]
-        return self.frequency_cap if channel in ("email", "in_app") else None
+        if channel == "sms":
+            return self.sms_frequency_cap
+        return self.frequency_cap if channel in ("email", "in_app", "push") else None
 
 
 class SendingActivities:
@@ -122,55 +132,82 @@ class SendingActivities:
                 return self._skip(request, "stale")
         profile = self.store.get_profile(request.user_id)
         traits = dict(profile.traits) if profile else {}
-        recipient = self._recipient(request, profile)
-        if recipient is None:
-            return self._skip(request, "no_address")
-        if request.channel in BY_EMAIL and email_address(recipient) is None:
-            log.warning("not sent: the profile's email is not one address (%s)", request.template)
-            return self._skip(request, "invalid_address")
-        if request.marketing and request.channel in BY_EMAIL:
-            reason = opted_out(
-                traits, profile is not None and profile.email_unsubscribed_at is not None
-            )
-            if not reason and address_suppressed(self.store, self.policy.secret_key, recipient):
-                reason = "unsubscribed"  # an erased user unsubscribed from this address
-            if reason:
-                return self._skip(request, reason)
+        subscriptions = (
+            self.store.channel_subscriptions(request.user_id)
+            if request.marketing or request.channels
+            else {}
+        )
+        passed_over: dict[str, str] = {}
+        reach: Reach | None = None
+        for channel in request.channels or [request.channel]:
+            found = self._reach(channel, request, profile, traits, subscriptions)
+            if found.reason is None:
+                reach = found
+                break
+            passed_over[channel] = found.reason
+        if reach is None:  # no channel will do: the last one's reason, all of them recorded
+            reason = list(passed_over.values())[-1]
+            detail = _passed_over(passed_over) if len(passed_over) > 1 else None
+            return self._skip(request, reason, detail, passed_over=passed_over)
+        if reach.channel != request.channel:
+            request = request.model_copy(update={"channel": reach.channel})
+        recipient = reach.recipient or request.user_id
+        if request.marketing and request.channel in QUIET_CHANNELS:
             quiet = self.policy.quiet_hours
-            if quiet is not None and request.channel == "email":
+            if quiet is not None:
                 until = quiet.ends_after(
                     request.at, traits.get("timezone"), self.policy.default_timezone
                 )
                 if until is not None:
                     _, priority = declared(request.journey)  # pending, for the priority rule
                     self.throttle.wait(request, until, QUIET_HOURS, priority)
-                    return SendResult(status="deferred", reason="quiet_hours", retry_at=until)
+                    return SendResult(
+                        status="deferred",
+                        reason="quiet_hours",
+                        retry_at=until,
+                        channel=request.channel,
+                        passed_over=passed_over,
+                    )
         rate, priority = declared(request.journey)
         cap = self.policy.cap(request.channel)
         if request.marketing and cap is not None:
             since = request.at - self.policy.frequency_window
             sent = self.store.marketing_sent_since(request.user_id, since, request.channel)
             if sent >= cap:
-                return self._skip(request, "frequency_cap")
+                return self._skip(request, "frequency_cap", passed_over=passed_over)
             if outranked(priority):  # the cap's last places go to waiting sends that outrank it
                 window = self.policy.frequency_window
                 if sent + self.throttle.higher_pending(request, priority, window) >= cap:
-                    return self._skip(request, "frequency_cap_lower_priority")
+                    return self._skip(
+                        request, "frequency_cap_lower_priority", passed_over=passed_over
+                    )
         if rate is None:
             self.throttle.settle(request)  # it may have waited for quiet hours
         elif (slot := self.throttle.turn(request, rate, priority)) is not None:
-            return SendResult(status="deferred", reason="throttled", retry_at=slot)
+            return SendResult(
+                status="deferred",
+                reason="throttled",
+                retry_at=slot,
+                channel=request.channel,
+                passed_over=passed_over,
+            )
         context = self.context_for(request, traits, profile)
         subject = html = text = None
         if self.renderer is not None and request.channel not in ("webhook", "audience"):
             try:
-                rendered = self.renderer.render(
-                    request.journey, request.template, context, variant=request.variant
+                rendered = self.renderer.render_for(
+                    request.channel,
+                    request.journey,
+                    request.template,
+                    context,
+                    variant=request.variant,
                 )
             except TemplateRenderError as err:
                 log.error("not sent: %s", err)
-                return self._skip(request, "template_error", str(err), status="failed")
-            subject, html, text = rendered.subject, rendered.html, rendered.text
+                return self._skip(
+                    request, "template_error", str(err), status="failed", passed_over=passed_over
+                )
+            subject, html, text = rendered.subject or None, rendered.html or None, rendered.text
         if html and request.channel == "email":  # clicks and opens; never the unsubscribe link
             html = self._tracked(request, html, context["unsubscribe_url"])
         message = OutboxMessage(
@@ -190,16 +227,77 @@ class SendingActivities:
             variant=request.variant,
             send_hour=request.send_hour,
             timing=request.timing,
+            passed_over=_passed_over(passed_over) or None,
         )
         transport = self._transport(request)
         if transport is None:  # the outbox or the in-app inbox: this row is the delivery
             message.provider = "in_app" if request.channel == "in_app" else "outbox"
-            return self._commit_sent(request, message)
+            return self._chosen(self._commit_sent(request, message), request, passed_over)
         message.status, message.provider = "sending", transport.name
         if not self.store.insert_once(message):  # a concurrent attempt claimed it first
-            found = self._find(request.idempotency_key)
-            return SendResult(status="duplicate", message_id=str(found.id) if found else None)
-        return self._deliver(request, message, transport, context)
+            claimed = self._find(request.idempotency_key)
+            return SendResult(status="duplicate", message_id=str(claimed.id) if claimed else None)
+        result = self._deliver(request, message, transport, context, reach.devices)
+        return self._chosen(result, request, passed_over)
+
+    @staticmethod
+    def _chosen(result: SendResult, request: SendRequest, passed: dict[str, str]) -> SendResult:
+        return result.model_copy(update={"channel": request.channel, "passed_over": passed})
+
+    def _reach(
+        self,
+        channel: Channel,
+        request: SendRequest,
+        profile: ProfileRow | None,
+        traits: dict[str, Any],
+        subscriptions: dict[tuple[str, str], bool],
+    ) -> Reach:
+        """Whether the user can get this message on `channel` now: the address (email, phone,
+        devices) and, for marketing, consent and the topic; else the reason it cannot."""
+        recipient = self._recipient(channel, request.user_id, profile)
+        devices: list[str] = []
+        if channel in BY_EMAIL:
+            if recipient is None:
+                return Reach(channel, None, "no_address")
+            if email_address(recipient) is None:
+                log.warning(
+                    "not sent: the profile's email is not one address (%s)", request.template
+                )
+                return Reach(channel, None, "invalid_address")
+        elif channel == "sms":
+            if not any(traits.get(key) not in (None, "") for key in PHONE_TRAITS):
+                return Reach(channel, None, "no_phone")
+            recipient = profile_phone(traits, self.policy.sms_region)
+            if recipient is None:
+                return Reach(channel, None, "invalid_phone")
+            if self.store.sms_opted_out(phone_hash(self.policy.secret_key, recipient)):
+                return Reach(channel, None, "unsubscribed")  # texted STOP: the carrier refuses
+        elif channel == "push":
+            devices = [device.token for device in self.store.devices_of(request.user_id)]
+            if not devices:
+                return Reach(channel, None, "no_device")
+        if request.marketing:
+            reason = consent(
+                channel,
+                topic=request.topic,
+                traits=traits,
+                subscriptions=subscriptions,
+                email_unsubscribed=profile is not None
+                and profile.email_unsubscribed_at is not None,
+                mode=self.policy.consent,
+            )
+            erased = (  # an erased user unsubscribed from this address
+                not reason
+                and channel in BY_EMAIL
+                and recipient is not None
+                and address_suppressed(self.store, self.policy.secret_key, recipient)
+            )
+            reason = "unsubscribed" if erased else reason
+            if reason:
+                return Reach(channel, None, reason)
+        if request.channels and channel in ("sms", "push") and self._transport_for(channel) is None:
+            return Reach(channel, None, "not_configured")  # a choice goes on to the next one
+        return Reach(channel, recipient, None, devices)
 
     def _tracked(self, request: SendRequest, html: str, unsubscribe: str) -> str:
         policy = self.policy
@@ -221,7 +319,12 @@ class SendingActivities:
     # Delivery through a provider ---------------------------------------------------------
 
     def _deliver(
-        self, request: SendRequest, message: OutboxMessage, transport: Any, context: dict[str, Any]
+        self,
+        request: SendRequest,
+        message: OutboxMessage,
+        transport: Any,
+        context: dict[str, Any],
+        devices: list[str] | None = None,
     ) -> SendResult:
         from activities.providers import (
             AmbiguousProviderError,
@@ -247,6 +350,8 @@ class SendingActivities:
             step=request.template,
             user_id=request.user_id,
             properties=_jsonable(request.context),
+            devices=devices or [],
+            data=_push_data(request, context) if request.channel == "push" else {},
         )
         try:
             delivery = transport.send(outgoing)
@@ -268,7 +373,11 @@ class SendingActivities:
             return SendResult(status="sent", message_id=str(message.id), reason="unconfirmed")
         except PermanentProviderError as err:
             self._finish(message, "failed", error=err.reason)
-            if err.suppress_recipient:
+            if err.suppress_recipient and request.channel == "sms":  # not a mobile, or STOPped
+                self.store.set_sms_opt_out(
+                    phone_hash(self.policy.secret_key, message.recipient), "refused"
+                )
+            elif err.suppress_recipient and request.channel in BY_EMAIL:
                 self.store.upsert_profile(
                     request.user_id,
                     traits={"email_suppressed": True, "suppressed_reason": err.reason},
@@ -285,6 +394,8 @@ class SendingActivities:
         the step is recorded here if it is missing, once, as the row says it went.
         """
         status = existing.status
+        if existing.channel != request.channel:  # channel choice: the one chosen then
+            request = request.model_copy(update={"channel": existing.channel})
         if status == "sending":
             transport = self._transport(request)
             if transport is not None and getattr(transport, "idempotent", False):
@@ -298,9 +409,24 @@ class SendingActivities:
         self._count_sent(request, status=status)
         return SendResult(status="duplicate", message_id=str(existing.id))
 
+    def _transport_for(self, channel: str) -> Any | None:
+        return {"sms": self.sms, "push": self.push}.get(channel)
+
     def _transport(self, request: SendRequest) -> Any | None:
         if request.channel == "in_app":
             return None
+        if request.channel in ("sms", "push"):
+            transport = self._transport_for(request.channel)
+            if transport is None:
+                setting = (
+                    "JOURNEYS_SMS_PROVIDER"
+                    if request.channel == "sms"
+                    else "JOURNEYS_PUSH_PROVIDER"
+                )
+                raise ApplicationError(
+                    f"the {request.channel} channel needs {setting}", non_retryable=True
+                )
+            return transport
         if request.channel == "webhook":
             if self.webhook is None:
                 raise ApplicationError(
@@ -358,13 +484,21 @@ class SendingActivities:
                 session.commit()
 
     def _skip(
-        self, request: SendRequest, reason: str, detail: str | None = None, status: str = "skipped"
+        self,
+        request: SendRequest,
+        reason: str,
+        detail: str | None = None,
+        status: str = "skipped",
+        passed_over: dict[str, str] | None = None,
     ) -> SendResult:
         self.store.insert_once(_step(request, status, detail or reason))
         self.throttle.settle(request)  # a send that waited is no longer pending
-        if status == "failed":
-            return SendResult(status="failed", reason=reason)
-        return SendResult(status="skipped", reason=reason)
+        return SendResult(
+            status="failed" if status == "failed" else "skipped",
+            reason=reason,
+            channel=request.channel,
+            passed_over=passed_over or {},
+        )
 
     def _find(self, key: str) -> OutboxMessage | None:
         if not self.store.has_message(key):  # the usual case, answered without the ORM
@@ -376,10 +510,11 @@ class SendingActivities:
 
     # Context -----------------------------------------------------------------------------
 
-    def _recipient(self, request: SendRequest, profile: ProfileRow | None) -> str | None:
-        if request.channel in BY_EMAIL:
+    @staticmethod
+    def _recipient(channel: str, user_id: str, profile: ProfileRow | None) -> str | None:
+        if channel in BY_EMAIL:
             return profile.email if profile and profile.email else None
-        return request.user_id
+        return user_id
 
     def context_for(
         self, request: SendRequest, traits: dict[str, Any], profile: ProfileRow | None
@@ -443,6 +578,36 @@ class SendingActivities:
 
 BY_EMAIL = ("email", "audience")
 """Channels that reach the user by their email address (an audience member is one)."""
+QUIET_CHANNELS = ("email", "sms", "push")
+"""Channels whose marketing messages wait out the user's quiet hours (an inbox message or a
+webhook wakes nobody)."""
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How a channel reaches the user (the address, the devices), or why it cannot."""
+
+    channel: Channel
+    recipient: str | None
+    reason: str | None
+    devices: list[str] = field(default_factory=list)
+
+
+def _passed_over(passed: dict[str, str]) -> str:
+    """ "push: no_device; sms: no_consent": the channels a choice passed over, for the log."""
+    return "; ".join(f"{channel}: {reason}" for channel, reason in passed.items())[:255]
+
+
+def _push_data(request: SendRequest, context: dict[str, Any]) -> dict[str, str]:
+    """A push notification's data payload: which journey and step, and the `url` (or `link`)
+    the app should open, when the step passes one."""
+    data = {"journey": request.journey, "step": request.template}
+    for key in ("url", "link"):
+        if isinstance(context.get(key), str):
+            data["url"] = context[key]
+            break
+    return data
+
 
 RECENT_BUYERS_WINDOW = timedelta(days=7)
 """Seed 003's "number of other customers who bought it recently": the last 7 days."""

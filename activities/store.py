@@ -156,6 +156,9 @@ class OutboxMessage(SQLModel, table=True):
     """With send-time optimisation: the user's local hour it was timed for."""
     timing: str | None = Field(default=None, max_length=16)
     """"learned" (from the user's own event hours) or "default" (the journey's hour)."""
+    passed_over: str | None = Field(default=None, max_length=255)
+    """With channel choice, the channels tried before this one and why each was passed over:
+    "push: no_device; sms: no_consent"."""
     journey_time: datetime = Field(index=True)
     """When the journey sent it, on the journey's clock (virtual under time skipping)."""
     created_at: datetime = Field(default_factory=utcnow)

@@ -10,6 +10,12 @@ Jinja2 runs sandboxed (templates cannot reach Python internals) with StrictUndef
 missing variable is an error at render time and a broken email is never sent. HTML templates
 may extend `_layout.html`, which carries the unsubscribe link and postal address.
 
+Text messages and push notifications have their own, shorter files (`render_for`):
+
+    <step>.sms.txt     the text of an SMS (plain text; at most 1,600 characters, Twilio's limit)
+    <step>.push.txt    a push notification's body (plain text)
+    <step>.push.title  its title (optional: the step's `.subject` otherwise)
+
 The folders are searched in order (a team's JOURNEYS_TEMPLATES_DIRS first, the shipped
 `templates/` last; see `Settings.template_folders`): a team's package ships only its own
 journeys' templates and still extends the shipped layout, and a file at a shipped path replaces
@@ -38,6 +44,11 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel
 
 from activities.analytics import no_activity
+
+SMS_MAX_CHARACTERS = 1600
+"""Twilio refuses a longer Body (error 21617); carriers split it into up to ten segments."""
+PUSH_MAX_BYTES = 3500
+"""FCM refuses a message over 4,096 bytes; this leaves room for the data payload."""
 
 
 class TemplateRenderError(Exception):
@@ -106,29 +117,86 @@ class Renderer:
             raise TemplateRenderError(f"{where}: the subject renders empty")
         return RenderedMessage(subject=subject, html=html, text=text)
 
+    def render_for(
+        self,
+        channel: str,
+        journey: str,
+        step: str,
+        context: dict[str, Any],
+        variant: str | None = None,
+    ) -> RenderedMessage:
+        """The message for one channel: email and in-app render all three parts (`render`);
+        SMS only its text (subject and HTML empty); push a title and a body."""
+        if channel not in ("sms", "push"):
+            return self.render(journey, step, context, variant)
+        where = f"templates/{journey}/{step}"
+
+        def part(suffix: str) -> str:
+            if variant and self._exists(f"{journey}/{step}.{variant}.{suffix}"):
+                return f"{journey}/{step}.{variant}.{suffix}"
+            return f"{journey}/{step}.{suffix}"
+
+        try:
+            body = self._one(part(f"{channel}.txt"), context)
+            title = ""
+            if channel == "push":
+                named = part("push.title")
+                title = self._one(named if self._exists(named) else part("subject"), context)
+                title = " ".join(title.split())
+        except TemplateNotFound as err:
+            raise TemplateRenderError(f"{where}: missing template {err.name}") from err
+        except TemplateError as err:
+            raise TemplateRenderError(f"{where}: {type(err).__name__}: {err}") from err
+        except (ArithmeticError, LookupError, TypeError, ValueError) as err:
+            raise TemplateRenderError(f"{where}: {type(err).__name__}: {err}") from err
+        if not body:
+            raise TemplateRenderError(f"{where}: the {channel} text renders empty")
+        if channel == "sms" and len(body) > SMS_MAX_CHARACTERS:
+            raise TemplateRenderError(
+                f"{where}: the SMS renders {len(body)} characters, over {SMS_MAX_CHARACTERS}"
+            )
+        if channel == "push" and len((title + body).encode()) > PUSH_MAX_BYTES:
+            raise TemplateRenderError(f"{where}: the push is over {PUSH_MAX_BYTES} bytes")
+        return RenderedMessage(subject=title, html="", text=body)
+
     def _one(self, name: str, context: dict[str, Any]) -> str:
         return self.env.get_template(name).render(context).strip()
 
-    def check(self, journey: str, steps: Iterable[str], *, sends: bool = True) -> list[str]:
+    def check(
+        self,
+        journey: str,
+        steps: Iterable[str] | dict[str, set[str]],
+        *,
+        sends: bool = True,
+    ) -> list[str]:
         """What would make these steps' sends fail, found without rendering: a missing folder
         or file, a syntax error, a template extended or included that no folder has.
 
-        `sends`: the journey sends at all (so `<journey>/` must exist) even when the step
-        names are not known; variables cannot be checked before there is a context.
+        `steps`: step names, or {step: the channels it may go by} (email and in-app need the
+        subject and HTML, SMS `.sms.txt`, push `.push.txt`). `sends`: the journey sends at all
+        (so `<journey>/` must exist) even when the step names are not known; variables cannot
+        be checked before there is a context.
         """
         if sends and not any((folder / journey).is_dir() for folder in self.folders):
             where = ", ".join(map(str, self.folders))
             hint = "JOURNEYS_TEMPLATES_DIRS adds folders"
             return [f"no {journey}/ folder in the template folders ({where}; {hint})"]
+        by_step = steps if isinstance(steps, dict) else {step: {"email"} for step in steps}
         problems: list[str] = []
         loader: Any = self.env.loader
-        for step in sorted(steps):
-            for suffix in ("subject", "html", "txt"):
+        for step in sorted(by_step):
+            needed: dict[str, bool] = {}  # suffix: required
+            for channel in by_step[step]:
+                if channel in ("sms", "push"):
+                    needed[f"{channel}.txt"] = True
+                else:
+                    needed.update({"subject": True, "html": True, "txt": False})
+            for suffix, required in sorted(needed.items()):
                 name = f"{journey}/{step}.{suffix}"
                 try:
                     source, filename, _ = loader.get_source(self.env, name)
                 except TemplateNotFound:
-                    if suffix != "txt":  # the text part is optional
+                    if required:
                         problems.append(f"{name} is missing")
                     continue
                 try:

@@ -69,6 +69,7 @@ from starter.calls import (
 )
 from starter.catalog import router as catalog_router
 from starter.dashboard import router as dashboard_router
+from starter.devices import router as devices_router
 from starter.erasure import router as erasure_router
 from starter.feedback import router as feedback_router
 from starter.inbox import router as inbox_router
@@ -78,6 +79,7 @@ from starter.metrics import ApiMetrics, event_source
 from starter.outbox_page import router as outbox_router
 from starter.routing import Router
 from starter.settings import InsecureSettings, Settings, is_loopback, signing_key
+from starter.sms import router as sms_router
 from starter.sources.routes import SOURCES, signature_problem
 from starter.sources.routes import router as sources_router
 from starter.subscriptions import router as subscriptions_router
@@ -348,10 +350,12 @@ def create_app(
         subscriptions_router, dependencies=[Depends(require_key)], responses=RECORD_ERRORS
     )
     app.include_router(operators_router, dependencies=[Depends(require_key)])  # users, remove
+    app.include_router(devices_router, dependencies=[Depends(require_key)])  # push devices
     app.include_router(erasure_router, dependencies=[Depends(require_key)])  # GDPR/CCPA
     app.include_router(unsubscribe_router)  # the signed link is the credential
     app.include_router(tracking_router)  # /c/ and /o/: the signed token is the credential
     app.include_router(feedback_router)  # /v1/feedback/*: each ESP's signature or credential
+    app.include_router(sms_router)  # /v1/sms/twilio/*: X-Twilio-Signature is the credential
     # each sender's signature is the credential
     app.include_router(sources_router, responses=SOURCE_ERRORS)
     app.include_router(outbox_router)  # Bearer, or the session cookie for a browser

@@ -373,28 +373,29 @@ def _declaration_problems(journey: type[Journey]) -> list[str]:
     return problems
 
 
-def _sent_templates(journey: type[Journey]) -> tuple[set[str], bool]:
-    """The step names the journey's own code passes to `self.send` as a string literal, and
-    whether it sends rendered messages at all.
+def _sent_templates(journey: type[Journey]) -> tuple[dict[str, set[str]], bool]:
+    """The step names the journey's own code passes to `self.send` as a string literal, each
+    with the channels it may go by, and whether it sends rendered messages at all.
 
     Only what is certain counts: a send with a non-literal channel, or `**` arguments, might be
     a webhook (no templates); a non-literal step name still needs the journey's folder.
     """
-    steps: set[str] = set()
+    steps: dict[str, set[str]] = {}
     sends = False
     for _, call in _self_calls(journey, "send"):
         keywords = {k.arg: k.value for k in call.keywords}
         channel = keywords.get("channel", ast.Constant("email"))
-        if (
-            None in keywords
-            or not isinstance(channel, ast.Constant)
-            or channel.value in ("webhook", "audience")
-        ):
+        options = channel.elts if isinstance(channel, ast.Tuple) else [channel]
+        if None in keywords or not all(isinstance(c, ast.Constant) for c in options):
+            continue
+        channels = {str(c.value) for c in options if isinstance(c, ast.Constant)}
+        channels -= {"webhook", "audience"}  # nothing rendered
+        if not channels:
             continue
         sends = True
         template = call.args[0] if call.args else keywords.get("template")
         if isinstance(template, ast.Constant) and isinstance(template.value, str):
-            steps.add(template.value)
+            steps.setdefault(template.value, set()).update(channels)
     return steps, sends
 
 

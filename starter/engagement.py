@@ -84,7 +84,7 @@ def journey_engagement(
     counts = (
         select(EVENTS.c.step, EVENTS.c.kind, func.count(distinct(EVENTS.c.message_key)))
         .select_from(joined)
-        .where(*where, EVENTS.c.kind != "unsubscribe")
+        .where(*where, EVENTS.c.kind.in_([k for k in KINDS if k != "unsubscribe"]))
         .group_by(EVENTS.c.step, EVENTS.c.kind)
     )
     unsubscribes = (

@@ -53,6 +53,8 @@ class MessageView(BaseModel):
     status: str
     provider: str
     error: str | None = None
+    passedOver: str | None = None
+    """With a choice of channels, those passed over and why: "push: no_device"."""
     at: datetime
     """On the journey's clock."""
 
@@ -218,6 +220,7 @@ def _message(message: OutboxMessage) -> MessageView:
         status=message.status,
         provider=message.provider,
         error=message.error,
+        passedOver=message.passed_over,
         at=_utc(message.journey_time),
     )
 
@@ -256,8 +259,10 @@ def render_text(story: UserStory) -> str:
             message = delivered.get(step.seq) if step.kind == "send" else None
             if message is not None:
                 error = f": {message.error}" if message.error else ""
+                passed = f" (passed over {message.passedOver})" if message.passedOver else ""
                 block.append(
                     f"       {message.channel} via {message.provider}: {message.status}{error}"
+                    + passed
                 )
         if run.outcome is None:
             block.append(f"  still running, at {run.step!r}")

@@ -27,6 +27,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from activities.devices import device_from_call
 from activities.store import Incoming, Receipt, Store, WouldWait
 from starter.backpressure import Admission
 from starter.calls import AnyCall, DeleteCall, IdentifyCall, TrackCall
@@ -122,6 +123,7 @@ class Ingestor:
             routed=not wanted,
             open_runs_of=self.router.any_event_journeys,
         )
+        await self._register_device(call)
         if not receipt.new and receipt.routed:
             return self._taken("track", _duplicate(event.message_id, receipt))
         if receipt.routed:  # no journey wants this event: recorded, and that is all
@@ -156,6 +158,7 @@ class Ingestor:
             traits=call.all_traits(),
             routed=True,
         )
+        await self._register_device(call)
         if not receipt.new:
             return self._taken("identify", _duplicate(message_id, receipt))
         return self._taken("identify", Accepted(messageId=message_id))
@@ -216,6 +219,16 @@ class Ingestor:
         if isinstance(call, DeleteCall):
             return await self.delete(call)
         return await self.identify(call)
+
+    async def _register_device(self, call: TrackCall | IdentifyCall) -> None:
+        """The push token a call carries (context.device.token, a push_token trait) becomes
+        one of the user's devices (activities/devices.py). After the receipt, before the
+        answer: a failure here is the call's 503, and the sender's retry registers it again,
+        harmlessly (add_device is idempotent). A call without a token costs two lookups."""
+        traits = call.all_traits() if isinstance(call, IdentifyCall) else call.context_traits()
+        device = device_from_call(traits, call.context)
+        if device is not None:
+            await self._db(self.store.add_device, call.user_id, *device)
 
     def _taken(self, kind: str, accepted: Accepted) -> Accepted:
         if self.on_taken is not None:

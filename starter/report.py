@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Row, Table, and_, case, distinct, func, or_, select
 
-from activities.store import JourneyRefusal, JourneyRun, JourneyStepRow, Store
+from activities.store import JourneyRefusal, JourneyRun, JourneyStepRow, OutboxMessage, Store
 from starter import stats
 from starter.engagement import COMPLAINT_LIMIT, journey_engagement
 from starter.experiment_report import ExperimentResult, Interval, experiment_results
@@ -46,6 +46,7 @@ from workflows.journey import ANY_EVENT, Goal, Journey, human_duration
 
 RUNS: Table = JourneyRun.__table__  # type: ignore[attr-defined]
 STEPS: Table = JourneyStepRow.__table__  # type: ignore[attr-defined]
+OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 REFUSALS: Table = JourneyRefusal.__table__  # type: ignore[attr-defined]
 QUIET_HOURS_PREFIX = "quiet hours before "
 REACHED = ("sent", "unknown", "held_out", "skipped", "failed")
@@ -113,6 +114,9 @@ class StepResult(BaseModel):
     conversions_after_holdout: int = 0
     delivered: int = 0
     """Sent (or unconfirmed) less hard bounces: what reached a mailbox as far as we know."""
+    channels: dict[str, int] = {}
+    """Messages sent (or unconfirmed) by the channel they went by: with a choice of channels
+    (`send(..., channel=("push", "email"))`), how the step's sends split."""
     opened: int = 0
     """Messages opened at least once: approximate (Apple Mail Privacy Protection loads every
     image, so opens it; clients that block images never do)."""
@@ -532,7 +536,26 @@ def _steps(store: Store, name: str, since: datetime | None) -> list[StepResult]:
     for step, count in deferred.items():
         if step in results:
             results[step].deferred_quiet_hours = count
+    for step, channel, count in _channels(store, name, since):
+        if step in results:
+            results[step].channels[channel] = int(count)
     return sorted(results.values(), key=lambda r: (order[r.step], r.step))
+
+
+def _channels(store: Store, name: str, since: datetime | None) -> list[Any]:
+    """(step, channel, messages) of the journey's sent and unconfirmed messages."""
+    outbox, runs = OUTBOX.c, RUNS.c
+    where = [outbox.journey == name, outbox.status.in_(("sent", "unknown")), not_global()]
+    if since is not None:
+        where.append(runs.entered_at >= since)
+    query = (
+        select(outbox.template, outbox.channel, func.count())
+        .select_from(OUTBOX.join(RUNS, runs.run_id == outbox.run_id))
+        .where(*where)
+        .group_by(outbox.template, outbox.channel)
+    )
+    with store.engine.connect() as conn:
+        return list(conn.execute(query))
 
 
 def _interval(interval: stats.Interval | None) -> Interval | None:
@@ -631,6 +654,15 @@ def render_text(report: Report) -> str:
                     f"{sum(s.skipped.values()):>8} {sum(s.failed.values()):>7} {conv:>18}  "
                     + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
                 )
+        if any(set(s.channels) - {"email"} for s in j.steps):
+            out.append(
+                "  sent by channel: "
+                + "; ".join(
+                    f"{s.step} " + ", ".join(f"{c} {n}" for c, n in sorted(s.channels.items()))
+                    for s in j.steps
+                    if s.channels
+                )
+            )
         out.extend(_engagement_lines(j))
         for e in j.experiments:
             out.extend(_experiment_lines(e))

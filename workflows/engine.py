@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -645,12 +645,13 @@ class JourneyWorkflow:
         template: str,
         context: dict[str, Any],
         *,
-        channel: Channel = "email",
+        channel: Channel | tuple[Channel, ...] = "email",
         marketing: bool = True,
         fresh_for: timedelta | None = None,
         variant: str | None = None,
         at: BestTime | None = None,
     ) -> bool:
+        channels = _channels(channel, template)
         replayed = self._replayed("send")
         if replayed is not None:
             return bool(replayed.delivered)
@@ -704,7 +705,9 @@ class JourneyWorkflow:
                 template=template,
                 context=context,
                 at=workflow.now(),
-                channel=channel,
+                channel=channels[0],
+                channels=list(channels) if len(channels) > 1 else None,
+                topic=journey.topic if journey is not None else None,
                 marketing=marketing,
                 event=self._entry.properties if self._entry is not None else {},
                 fresh_for=freshness,
@@ -1095,3 +1098,19 @@ def _revenue(event: Event) -> float | None:
             except ValueError:
                 continue
     return None
+
+
+CHANNELS = frozenset(get_args(Channel))
+
+
+def _channels(channel: Channel | tuple[Channel, ...], template: str) -> tuple[Channel, ...]:
+    """A send's channel, or its choice of channels in order, checked: an unknown channel or an
+    empty or repeating choice is the author's mistake, named at the step that makes it."""
+    channels = (channel,) if isinstance(channel, str) else tuple(channel)
+    unknown = [c for c in channels if c not in CHANNELS]
+    if not channels or unknown or len(set(channels)) != len(channels):
+        raise JourneyDefinitionError(
+            f"send({template!r}): channel must be one of {sorted(CHANNELS)} or a tuple of "
+            f'different ones, like ("push", "email"); got {channel!r}'
+        )
+    return channels

@@ -250,7 +250,7 @@ class _Runtime(Protocol):
         template: str,
         context: dict[str, Any],
         *,
-        channel: Channel = "email",
+        channel: Channel | tuple[Channel, ...] = "email",
         marketing: bool = True,
         fresh_for: timedelta | None = None,
         variant: str | None = None,
@@ -284,6 +284,9 @@ class Journey:
             `frequency_cap_lower_priority`.
         global_holdout: whether the programme's global holdout (JOURNEYS_GLOBAL_HOLDOUT)
             applies; set False only on a journey that sends nothing but transactional messages.
+        topic: the subscription topic its marketing messages belong to ("offers",
+            "product_updates"): a recipient can leave one topic and keep the others
+            (docs/channels.md). None: only "unsubscribe from everything" applies.
 
     Available from `steps` (and `suppress`) on: `user_id`, `event` (the entry event),
     `profile`, `group`, `entered_at`, `last_message_at` (this journey's last message to the
@@ -305,6 +308,7 @@ class Journey:
     send_rate: ClassVar[Rate | None] = None
     priority: ClassVar[int] = 0
     global_holdout: ClassVar[bool] = True
+    topic: ClassVar[str | None] = None
 
     handlers: ClassVar[dict[str, tuple[str, ...]]] = {}
     """Event name -> names of the `@on` methods that handle it (collected per class)."""
@@ -479,7 +483,7 @@ class Journey:
         self,
         template: str,
         *,
-        channel: Channel = "email",
+        channel: Channel | tuple[Channel, ...] = "email",
         marketing: bool = True,
         fresh_for: timedelta | None = None,
         variant: str | None = None,
@@ -490,8 +494,11 @@ class Journey:
 
         Args:
             template: the step's templates, templates/<journey>/<template>.{subject,html,txt}.
-            channel: "email" (the ESP), "in_app" (the app's inbox), "webhook", or "audience"
-                (the user's Mailchimp audience member: `tags`, `remove_tags`, `merge_fields`).
+            channel: "email" (the ESP), "sms" (Twilio), "push" (FCM, to every device the user
+                registered), "in_app" (the app's inbox), "webhook", or "audience" (the user's
+                Mailchimp audience member: `tags`, `remove_tags`, `merge_fields`). A tuple,
+                `("push", "email")`, is a choice: the first channel the user can be reached on
+                and consents to; the others' reasons are recorded (docs/channels.md).
             marketing: marketing messages honour unsubscribes, quiet hours and the frequency
                 cap; transactional ones (False) only the kill switch.
             fresh_for: give up if it cannot go out within this time (default `freshness`).
@@ -580,6 +587,11 @@ def _validate(cls: type[Journey]) -> None:
         raise JourneyDefinitionError(f"{where}: `priority` must be an int, got {cls.priority!r}")
     if not isinstance(cls.global_holdout, bool):
         raise JourneyDefinitionError(f"{where}: `global_holdout` must be True or False")
+    if cls.topic is not None and (not isinstance(cls.topic, str) or not _NAME.match(cls.topic)):
+        raise JourneyDefinitionError(
+            f"{where}: `topic` must be lowercase letters, digits and underscores, like "
+            f'"product_updates", got {cls.topic!r}'
+        )
     if cls.steps is Journey.steps:
         raise JourneyDefinitionError(f"{where}: define `async def steps(self) -> None`")
     for event, methods in cls.handlers.items():

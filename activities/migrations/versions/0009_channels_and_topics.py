@@ -1,5 +1,6 @@
 """Channels beyond email and subscription topics: push devices (devices), a user's choice per
-channel and topic (subscriptions), and phone numbers that texted STOP (sms_opt_outs, hashed).
+channel and topic (subscriptions), phone numbers that texted STOP (sms_opt_outs, hashed), and
+the channels a message's channel choice passed over (outbox.passed_over).
 
 Revision ID: 0009
 Revises: 0008
@@ -18,6 +19,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("outbox") as batch:
+        batch.add_column(sa.Column("passed_over", sa.String(length=255), nullable=True))
     op.create_table(
         "devices",
         sa.Column("token", sa.String(length=1024), nullable=False),
@@ -52,3 +55,5 @@ def downgrade() -> None:
     op.drop_table("subscriptions")
     op.drop_index(op.f("ix_devices_user_id"), "devices")
     op.drop_table("devices")
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("passed_over")
