@@ -8,7 +8,8 @@ journeys consume [URL] [--queue Q] [--prefetch N]   events from RabbitMQ (JOURNE
 journeys list      the journeys that are loaded, with their triggers and goals
 journeys check     load the configured journeys and check them and their templates; exit 1 on
                    any error (every command that loads journeys checks first, and exits 2)
-journeys preview JOURNEY STEP --user ID   render a step's email with that user's real data
+journeys preview JOURNEY STEP --user ID   render a step's email (--channel sms|push: its text or
+                                          notification) with that user's real data
 journeys send-test JOURNEY STEP --to ADDRESS [--user ID] [--variant V]   send a step's email,
                    subject "[TEST] ...", through the configured provider; never recorded
 journeys pause JOURNEY / resume JOURNEY   the kill switch: stop (or restart) a journey's sends
@@ -71,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     preview.add_argument("step")
     preview.add_argument("--user", required=True, help="the user ID whose data to use")
     preview.add_argument("--html", action="store_true", help="print the HTML body too")
+    preview.add_argument(
+        "--channel", choices=["email", "in_app", "sms", "push"], default="email",
+        help="render the step's text (sms) or notification (push) instead of its email",
+    )  # fmt: skip
     testing = commands.add_parser("send-test", help="send a step's email to a tester, [TEST]")
     testing.add_argument("journey")
     testing.add_argument("step")
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "list":
             return _list(settings)
         elif args.command == "preview":
-            return _preview(settings, args.journey, args.step, args.user, args.html)
+            return _preview(settings, args.journey, args.step, args.user, args.html, args.channel)
         elif args.command == "send-test":
             from starter.send_test import send_test
 
@@ -550,8 +555,16 @@ def _db(settings: Settings, action: str, message: str) -> int:
     return 0
 
 
-def _preview(settings: Settings, journey_name: str, step: str, user_id: str, html: bool) -> int:
+def _preview(
+    settings: Settings,
+    journey_name: str,
+    step: str,
+    user_id: str,
+    html: bool,
+    channel: str = "email",
+) -> int:
     """Render as the send activity would, with the user's profile and their last trigger event."""
+    from activities.phones import profile_phone
     from activities.sending import SendingActivities
     from activities.store import Store
     from activities.templates import Renderer, TemplateRenderError
@@ -582,12 +595,24 @@ def _preview(settings: Settings, journey_name: str, step: str, user_id: str, htm
         )  # fmt: skip
         context = sending.context_for(request, dict(profile.traits), profile)
         try:
-            message = renderer.render(journey.name, step, context)
+            message = renderer.render_for(channel, journey.name, step, context)
         except TemplateRenderError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
+        devices = len(store.devices_of(user_id)) if channel == "push" else 0
     finally:
         store.dispose()
+    if channel == "sms":
+        phone = profile_phone(profile.traits, settings.sms_default_region)
+        print(f"To:      {phone or '(no valid phone number: this send would be skipped)'}")
+        print(f"({len(message.text)} characters)\n")
+        print(message.text)
+        return 0
+    if channel == "push":
+        print(f"To:      {devices} registered device(s)")
+        print(f"Title:   {message.subject}\n")
+        print(message.text)
+        return 0
     print(f"To:      {profile.email or '(no email address: this send would be skipped)'}")
     print(f"Subject: {message.subject}\n")
     print(message.text)

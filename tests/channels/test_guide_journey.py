@@ -15,7 +15,7 @@ from activities.holdout import assign_group
 from activities.providers.twilio import TwilioSMS
 from activities.sending import DeliveryPolicy, SendingActivities
 from activities.templates import Renderer
-from starter.cli import check
+from starter.cli import check, main
 from starter.report import build_report, render_text
 from starter.settings import Settings
 from tests.channels.guide import TrialEnding
@@ -138,3 +138,24 @@ def test_the_guide_prints_this_journey_and_journeys_check_reads_its_channels(tmp
         "trial_ending/last_day.sms.txt is missing",
         "trial_ending/three_days_left.push.txt is missing",
     ]
+
+
+def test_preview_renders_the_text_and_the_notification(store, monkeypatch, capsys):
+    monkeypatch.setenv("JOURNEYS_DATABASE_URL", store.url)
+    monkeypatch.setenv("JOURNEYS_JOURNEY_MODULES", '["tests.channels.guide"]')
+    monkeypatch.setenv("JOURNEYS_TEMPLATES_DIRS", str(TEMPLATES))
+    store.upsert_profile("ada", email="ada@example.test", traits={"phone": "415 555 0101"})
+    store.add_device("ada", "fcm-ada", "ios")
+    monkeypatch.setattr(
+        TrialEnding, "preview_context", classmethod(lambda cls, event: {"plan": "Team"})
+    )
+    assert main(["preview", "trial_ending", "last_day", "--user", "ada", "--channel", "sms"]) == 0
+    out = capsys.readouterr().out
+    assert "To:      +14155550101" in out and "your Team trial ends tomorrow" in out
+    assert "(111 characters)" in out
+    command = ["preview", "trial_ending", "three_days_left", "--user", "ada", "--channel", "push"]
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    assert "To:      1 registered device(s)" in out and "Title:   3 days left" in out
+    assert main(["preview", "trial_ending", "last_day", "--user", "ada"]) == 1  # no email parts
+    assert "last_day.subject" in capsys.readouterr().err
