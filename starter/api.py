@@ -350,7 +350,9 @@ def create_app(
         subscriptions_router, dependencies=[Depends(require_key)], responses=RECORD_ERRORS
     )
     app.include_router(operators_router, dependencies=[Depends(require_key)])  # users, remove
-    app.include_router(devices_router, dependencies=[Depends(require_key)])  # push devices
+    app.include_router(  # push devices
+        devices_router, dependencies=[Depends(require_key)], responses=RECORD_ERRORS
+    )
     app.include_router(erasure_router, dependencies=[Depends(require_key)])  # GDPR/CCPA
     app.include_router(unsubscribe_router)  # the signed link is the credential
     app.include_router(tracking_router)  # /c/ and /o/: the signed token is the credential

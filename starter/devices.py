@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.devices import MAX_TOKEN, normal_token
@@ -33,8 +34,9 @@ SHOWN = 8
 class DeviceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    token: str = Field(min_length=1, max_length=MAX_TOKEN)
-    """The FCM registration token the app got from the Firebase SDK."""
+    token: str = Field(min_length=1, max_length=MAX_TOKEN, pattern=r"^[!-~]+$")
+    """The FCM registration token the app got from the Firebase SDK (printable ASCII, no
+    spaces, as FCM's and APNs' tokens are)."""
     platform: Literal["ios", "android", "web"] | None = None
 
     @field_validator("token")
@@ -107,3 +109,13 @@ async def remove_device(user_id: UserId, token: Token, request: Request) -> Resp
     if not await asyncio.to_thread(store.remove_device, token, user_id):
         raise HTTPException(404, "no such device for this user")
     return Response(status_code=204)
+
+
+@router.api_route(
+    "/v1/users/{user_id}/devices", methods=["PATCH", "DELETE", "OPTIONS"], include_in_schema=False
+)
+async def devices_other_methods() -> JSONResponse:
+    """405 naming both methods: Starlette's own 405 names only the first route's."""
+    return JSONResponse(
+        {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": "GET, POST"}
+    )

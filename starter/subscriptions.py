@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.consent import ALL, consent
@@ -34,11 +35,24 @@ from starter.settings import signing_key
 router = APIRouter()
 
 UserId = Annotated[str, Path(min_length=1, max_length=255)]
-TOPIC = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+TOPIC_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+TOPIC = re.compile(TOPIC_PATTERN)
+
+
+def _schema(schema: dict[str, Any]) -> None:
+    """The documented body: each field a plain boolean (or map) that may be left out, and at
+    least one of them; null is not a value this call takes."""
+    for field in schema.get("properties", {}).values():
+        options = [o for o in field.pop("anyOf", []) if o.get("type") != "null"]
+        if options:
+            field.update(options[0])
+        field.pop("default", None)
+    schema["minProperties"] = 1
+    schema["properties"]["topics"]["propertyNames"] = {"pattern": TOPIC_PATTERN}
 
 
 class SubscriptionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_schema)
 
     email: bool | None = None
     """True: marketing email may go to the user (their consent, under opt_in); False: none."""
@@ -78,8 +92,10 @@ async def set_subscription(
     user_id: UserId, subscription: SubscriptionIn, request: Request
 ) -> Subscription:
     """Change the user's subscriptions (the explicit way back); answers the state it left."""
-    if subscription.model_dump(exclude_none=True) == {}:
-        raise HTTPException(422, "give at least one of email, sms, push, topics")
+    if subscription.model_fields_set == set() or None in (
+        getattr(subscription, name) for name in subscription.model_fields_set
+    ):
+        raise HTTPException(422, "give at least one of email, sms, push, topics; none null")
     store = request.app.state.store
 
     def write() -> None:
@@ -135,3 +151,15 @@ async def get_subscription(user_id: UserId, request: Request) -> Subscription:
         )
 
     return await asyncio.to_thread(read)
+
+
+@router.api_route(
+    "/v1/users/{user_id}/subscription",
+    methods=["POST", "PATCH", "DELETE", "OPTIONS"],
+    include_in_schema=False,
+)
+async def subscription_other_methods() -> JSONResponse:
+    """405 naming both methods: Starlette's own 405 names only the first route's."""
+    return JSONResponse(
+        {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": "GET, PUT"}
+    )
