@@ -118,7 +118,9 @@ class SendingActivities:
         count_send(request, result)  # the worker's metrics: sent, skipped, failed, deferred
         return result
 
-    def _send(self, request: SendRequest) -> SendResult:
+    def _send(self, request: SendRequest, tried: dict[str, str] | None = None) -> SendResult:
+        """`tried`: channels of a choice already passed over at delivery (every device of a
+        push turned out unregistered), with their reasons."""
         existing = self._find(request.idempotency_key)
         if existing is not None:
             return self._resume(request, existing)
@@ -137,7 +139,7 @@ class SendingActivities:
             if request.marketing or request.channels
             else {}
         )
-        passed_over: dict[str, str] = {}
+        passed_over: dict[str, str] = dict(tried or {})
         reach: Reach | None = None
         for channel in request.channels or [request.channel]:
             found = self._reach(channel, request, profile, traits, subscriptions)
@@ -237,7 +239,17 @@ class SendingActivities:
         if not self.store.insert_once(message):  # a concurrent attempt claimed it first
             claimed = self._find(request.idempotency_key)
             return SendResult(status="duplicate", message_id=str(claimed.id) if claimed else None)
-        result = self._deliver(request, message, transport, context, reach.devices)
+        choice = request.channels or []
+        rest = choice[choice.index(request.channel) + 1 :] if request.channel in choice else []
+        try:
+            result = self._deliver(
+                request, message, transport, context, reach.devices, fall_through=bool(rest)
+            )
+        except _NoDeviceLeft:  # every device FCM knew is gone: the choice goes on
+            return self._send(
+                request.model_copy(update={"channel": rest[0], "channels": rest}),
+                tried={**passed_over, "push": "no_device"},
+            )
         return self._chosen(result, request, passed_over)
 
     @staticmethod
@@ -325,6 +337,7 @@ class SendingActivities:
         transport: Any,
         context: dict[str, Any],
         devices: list[str] | None = None,
+        fall_through: bool = False,
     ) -> SendResult:
         from activities.providers import (
             AmbiguousProviderError,
@@ -372,6 +385,13 @@ class SendingActivities:
             self._count_sent(request, status="unknown")
             return SendResult(status="sent", message_id=str(message.id), reason="unconfirmed")
         except PermanentProviderError as err:
+            if (
+                fall_through
+                and request.channel == "push"
+                and not self.store.devices_of(request.user_id)
+            ):  # nothing went out, and no device is left: free the row for the next channel
+                self._release(message)
+                raise _NoDeviceLeft from err
             self._finish(message, "failed", error=err.reason)
             if err.suppress_recipient and request.channel == "sms":  # not a mobile, or STOPped
                 self.store.set_sms_opt_out(
@@ -581,6 +601,11 @@ BY_EMAIL = ("email", "audience")
 QUIET_CHANNELS = ("email", "sms", "push")
 """Channels whose marketing messages wait out the user's quiet hours (an inbox message or a
 webhook wakes nobody)."""
+
+
+class _NoDeviceLeft(Exception):
+    """A push of a channel choice found every device unregistered: nothing was delivered and
+    the claim is released, so the next channel of the choice is tried."""
 
 
 @dataclass(frozen=True)

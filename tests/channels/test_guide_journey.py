@@ -86,10 +86,12 @@ async def test_push_with_email_fallback_then_a_text_as_the_last_touch(
         "Your Team trial ends in 3 days",
         "push: no_device",
     )
-    # A device FCM no longer knows is dropped; that push fails, nothing is sent twice.
+    # A device FCM no longer knows is dropped, and the choice goes on to email: nothing twice.
     assert [m.get("token") for m in fcm_api.api.sent].count("fcm-old") == 0
     assert (await api.http.get(f"/v1/users/{stale}/devices")).json()["devices"] == []
-    assert steps(stack, stale)[0][:2] == ("three_days_left", "failed")
+    [cy] = stack.outbox(stale)
+    assert (cy.channel, cy.status, cy.passed_over) == ("email", "sent", "push: no_device")
+    assert steps(stack, stale)[0] == ("three_days_left", "sent", None)
 
     await stack.track("Subscription Started", buyer)  # the goal ends the buyer's journey
     assert (await stack.result("trial_ending", buyer)).outcome == "converted"
@@ -117,8 +119,8 @@ async def test_push_with_email_fallback_then_a_text_as_the_last_touch(
     assert (message["channel"], message["passedOver"]) == ("email", "push: no_device")
     report = build_report(store, [TrialEnding], journey="trial_ending")
     first, last = report.journeys[0].steps
-    assert (first.channels, last.channels) == ({"push": 2, "email": 1}, {"sms": 1})
-    assert "sent by channel: three_days_left email 1, push 2; last_day sms 1" in render_text(report)
+    assert (first.channels, last.channels) == ({"push": 2, "email": 2}, {"sms": 1})
+    assert "sent by channel: three_days_left email 2, push 2; last_day sms 1" in render_text(report)
 
 
 def test_the_guide_prints_this_journey_and_journeys_check_reads_its_channels(tmp_path):
