@@ -28,7 +28,8 @@ the journey's own values passed to `send(...)`, `journey`, `step` and `unsubscri
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,21 @@ PUSH_MAX_BYTES = 3500
 
 class TemplateRenderError(Exception):
     """A step's templates are missing or do not render with this context; nothing is sent."""
+
+
+@contextmanager
+def _failures(where: str) -> Iterator[None]:
+    """Any failure to render, as a TemplateRenderError naming the step's templates."""
+    try:
+        yield
+    except TemplateNotFound as err:
+        raise TemplateRenderError(f"{where}: missing template {err.name}") from err
+    except TemplateError as err:
+        raise TemplateRenderError(f"{where}: {type(err).__name__}: {err}") from err
+    except (ArithmeticError, LookupError, TypeError, ValueError) as err:
+        # The template's own expression failed ({{ 1/0 }}, a range the sandbox caps, a str
+        # plus an int): as deterministic as a missing variable, so a retry would fail again.
+        raise TemplateRenderError(f"{where}: {type(err).__name__}: {err}") from err
 
 
 class RenderedMessage(BaseModel):
@@ -91,27 +107,13 @@ class Renderer:
         `variant`: an A/B/n variant's own part (`<step>.<variant>.subject`) is used where it
         exists, the step's otherwise, so a subject-line test needs one file per variant."""
         where = f"templates/{journey}/{step}"
-
-        def part(suffix: str) -> str:
-            if variant and self._exists(f"{journey}/{step}.{variant}.{suffix}"):
-                return f"{journey}/{step}.{variant}.{suffix}"
-            return f"{journey}/{step}.{suffix}"
-
-        try:
-            subject = self._one(part("subject"), context)
-            html = self._one(part("html"), context)
+        with _failures(where):
+            subject = self._one(self._part(journey, step, variant, "subject"), context)
+            html = self._one(self._part(journey, step, variant, "html"), context)
             try:
-                text = self._one(part("txt"), context)
+                text = self._one(self._part(journey, step, variant, "txt"), context)
             except TemplateNotFound:
                 text = "This message is best read as HTML."
-        except TemplateNotFound as err:
-            raise TemplateRenderError(f"{where}: missing template {err.name}") from err
-        except TemplateError as err:
-            raise TemplateRenderError(f"{where}: {type(err).__name__}: {err}") from err
-        except (ArithmeticError, LookupError, TypeError, ValueError) as err:
-            # The template's own expression failed ({{ 1/0 }}, a range the sandbox caps, a str
-            # plus an int): as deterministic as a missing variable, so a retry would fail again.
-            raise TemplateRenderError(f"{where}: {type(err).__name__}: {err}") from err
         subject = " ".join(subject.split())  # one line: no header injection through a subject
         if not subject:
             raise TemplateRenderError(f"{where}: the subject renders empty")
@@ -130,25 +132,14 @@ class Renderer:
         if channel not in ("sms", "push"):
             return self.render(journey, step, context, variant)
         where = f"templates/{journey}/{step}"
-
-        def part(suffix: str) -> str:
-            if variant and self._exists(f"{journey}/{step}.{variant}.{suffix}"):
-                return f"{journey}/{step}.{variant}.{suffix}"
-            return f"{journey}/{step}.{suffix}"
-
-        try:
-            body = self._one(part(f"{channel}.txt"), context)
+        with _failures(where):
+            body = self._one(self._part(journey, step, variant, f"{channel}.txt"), context)
             title = ""
             if channel == "push":
-                named = part("push.title")
-                title = self._one(named if self._exists(named) else part("subject"), context)
-                title = " ".join(title.split())
-        except TemplateNotFound as err:
-            raise TemplateRenderError(f"{where}: missing template {err.name}") from err
-        except TemplateError as err:
-            raise TemplateRenderError(f"{where}: {type(err).__name__}: {err}") from err
-        except (ArithmeticError, LookupError, TypeError, ValueError) as err:
-            raise TemplateRenderError(f"{where}: {type(err).__name__}: {err}") from err
+                named = self._part(journey, step, variant, "push.title")
+                if not self._exists(named):
+                    named = self._part(journey, step, variant, "subject")
+                title = " ".join(self._one(named, context).split())
         if not body:
             raise TemplateRenderError(f"{where}: the {channel} text renders empty")
         if channel == "sms" and len(body) > SMS_MAX_CHARACTERS:
@@ -158,6 +149,12 @@ class Renderer:
         if channel == "push" and len((title + body).encode()) > PUSH_MAX_BYTES:
             raise TemplateRenderError(f"{where}: the push is over {PUSH_MAX_BYTES} bytes")
         return RenderedMessage(subject=title, html="", text=body)
+
+    def _part(self, journey: str, step: str, variant: str | None, suffix: str) -> str:
+        """The template file for one part: the variant's own where it exists, else the step's."""
+        if variant and self._exists(f"{journey}/{step}.{variant}.{suffix}"):
+            return f"{journey}/{step}.{variant}.{suffix}"
+        return f"{journey}/{step}.{suffix}"
 
     def _one(self, name: str, context: dict[str, Any]) -> str:
         return self.env.get_template(name).render(context).strip()

@@ -17,11 +17,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.devices import MAX_TOKEN, normal_token
 from activities.store import DeviceRow, Store
+from starter.methods import refuse_other_methods
 
 router = APIRouter()
 
@@ -111,11 +111,4 @@ async def remove_device(user_id: UserId, token: Token, request: Request) -> Resp
     return Response(status_code=204)
 
 
-@router.api_route(
-    "/v1/users/{user_id}/devices", methods=["PATCH", "DELETE", "OPTIONS"], include_in_schema=False
-)
-async def devices_other_methods() -> JSONResponse:
-    """405 naming both methods: Starlette's own 405 names only the first route's."""
-    return JSONResponse(
-        {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": "GET, POST"}
-    )
+refuse_other_methods(router, "/v1/users/{user_id}/devices", ("GET", "POST"))

@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
@@ -46,6 +45,7 @@ from starter.explain import (
     user_story,
     workflow_link,
 )
+from starter.methods import refuse_other_methods
 from starter.settings import Settings
 from workflows.identity import (
     JOURNEY_GROUP,
@@ -507,18 +507,6 @@ async def user_journeys(request: Request, user_id: UserId) -> UserStory:
     return story
 
 
-@router.api_route(
-    "/v1/journeys/{journey}/users",
-    methods=["POST", "PUT", "PATCH", "OPTIONS"],
-    include_in_schema=False,
-)
-async def users_other_methods() -> JSONResponse:
-    """405 naming both methods: Starlette's own 405 names only the first route's (GET)."""
-    return JSONResponse(
-        {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": "GET, DELETE"}
-    )
-
-
 def _known(request: Request, journey: str) -> None:
     names: Sequence[str] = [j.name for j in request.app.state.router.journeys]
     if journey not in names:
@@ -671,3 +659,6 @@ async def _explain(settings: Settings, user_id: str, names: list[str], *, as_jso
         story.runningError = f"Temporal is unreachable ({type(err).__name__})"
     print(story.model_dump_json(indent=2) if as_json else render_text(story), end="")
     return 0
+
+
+refuse_other_methods(router, "/v1/journeys/{journey}/users", ("GET", "DELETE"))

@@ -25,11 +25,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.consent import ALL, consent
 from activities.phones import phone_hash, profile_phone
+from starter.methods import refuse_other_methods
 from starter.settings import signing_key
 
 router = APIRouter()
@@ -153,13 +153,4 @@ async def get_subscription(user_id: UserId, request: Request) -> Subscription:
     return await asyncio.to_thread(read)
 
 
-@router.api_route(
-    "/v1/users/{user_id}/subscription",
-    methods=["POST", "PATCH", "DELETE", "OPTIONS"],
-    include_in_schema=False,
-)
-async def subscription_other_methods() -> JSONResponse:
-    """405 naming both methods: Starlette's own 405 names only the first route's."""
-    return JSONResponse(
-        {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": "GET, PUT"}
-    )
+refuse_other_methods(router, "/v1/users/{user_id}/subscription", ("GET", "PUT"))

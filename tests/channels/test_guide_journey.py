@@ -17,7 +17,7 @@ from activities.sending import DeliveryPolicy, SendingActivities
 from activities.templates import Renderer
 from starter.cli import check, main
 from starter.report import build_report, render_text
-from starter.settings import Settings
+from starter.settings import SHIPPED_TEMPLATES, Settings
 from tests.channels.guide import TrialEnding
 from tests.channels.sms.conftest import SECRET, SMS_API, twilio_settings_for
 from tests.delivery.test_rules import steps
@@ -39,7 +39,7 @@ async def test_push_with_email_fallback_then_a_text_as_the_last_touch(
 ):
     sending = SendingActivities(
         store,
-        Renderer(TEMPLATES),
+        Renderer([TEMPLATES, SHIPPED_TEMPLATES]),
         policy=DeliveryPolicy(quiet_hours=None, frequency_cap=100, secret_key=SECRET),
         sms=TwilioSMS(**twilio_settings_for(twilio_api)),
         push=fcm_api.push(on_unregistered=store.remove_device),

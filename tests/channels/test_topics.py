@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from activities.sending import DeliveryPolicy, SendingActivities
 from activities.templates import Renderer
+from starter.settings import SHIPPED_TEMPLATES
 from tests.channels.journeys import Offers, Updates
 from tests.delivery.test_rules import steps
 
@@ -25,7 +26,9 @@ ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
 
 def sending(store, **policy: object) -> SendingActivities:
     rules = {"quiet_hours": None, "frequency_cap": 100, "secret_key": SECRET, **policy}
-    return SendingActivities(store, Renderer(TEMPLATES), policy=DeliveryPolicy(**rules))
+    return SendingActivities(
+        store, Renderer([TEMPLATES, SHIPPED_TEMPLATES]), policy=DeliveryPolicy(**rules)
+    )
 
 
 def link(message) -> str:

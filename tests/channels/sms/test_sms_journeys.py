@@ -10,6 +10,7 @@ from activities.providers.twilio import TwilioSMS
 from activities.sending import DeliveryPolicy, SendingActivities
 from activities.suppression import QuietHours
 from activities.templates import Renderer
+from starter.settings import SHIPPED_TEMPLATES
 from tests.channels.journeys import Texts
 from tests.channels.sms.conftest import (
     INBOUND,
@@ -29,7 +30,7 @@ def sending(store, twilio, **policy: object) -> SendingActivities:
     rules = {"quiet_hours": None, "frequency_cap": 100, "secret_key": SECRET, **policy}
     return SendingActivities(
         store,
-        Renderer(TEMPLATES),
+        Renderer([TEMPLATES, SHIPPED_TEMPLATES]),
         policy=DeliveryPolicy(**rules),
         sms=TwilioSMS(**twilio_settings_for(twilio)),
     )
