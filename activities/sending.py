@@ -134,10 +134,9 @@ class SendingActivities:
                 return self._skip(request, "stale")
         profile = self.store.get_profile(request.user_id)
         traits = dict(profile.traits) if profile else {}
+        # Only consent reads them, and only a marketing send asks for consent.
         subscriptions = (
-            self.store.channel_subscriptions(request.user_id)
-            if request.marketing or request.channels
-            else {}
+            self.store.channel_subscriptions(request.user_id) if request.marketing else {}
         )
         passed_over: dict[str, str] = dict(tried or {})
         reach: Reach | None = None

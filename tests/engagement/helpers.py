@@ -15,6 +15,7 @@ from activities.providers import EmailProvider, ProviderConfig, create_provider
 from activities.sending import DeliveryPolicy, SendingActivities
 from activities.store import MessageEvent, OutboxMessage, Store
 from activities.templates import Renderer
+from starter.settings import SHIPPED_TEMPLATES
 from tests.conftest import serving
 from tests.providers.servers import CONTRACTS, KEY, Script, contract_app
 
@@ -39,7 +40,10 @@ def sending(
         **policy,
     }
     return SendingActivities(
-        store, Renderer(TEMPLATES), provider=provider, policy=DeliveryPolicy(**rules)
+        store,
+        Renderer([TEMPLATES, SHIPPED_TEMPLATES]),
+        provider=provider,
+        policy=DeliveryPolicy(**rules),
     )
 
 
