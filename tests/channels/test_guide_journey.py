@@ -121,6 +121,9 @@ async def test_push_with_email_fallback_then_a_text_as_the_last_touch(
     first, last = report.journeys[0].steps
     assert (first.channels, last.channels) == ({"push": 2, "email": 2}, {"sms": 1})
     assert "sent by channel: three_days_left email 2, push 2; last_day sms 1" in render_text(report)
+    page = (await api.http.get("/dashboard", params={"journey": "trial_ending"})).text
+    assert re.search(r'data-step="three_days_left">.*?by email 2, push 2</div>', page, re.S)
+    assert re.search(r'data-step="last_day">.*?by sms 1</div>', page, re.S)
 
 
 def test_the_guide_prints_this_journey_and_journeys_check_reads_its_channels(tmp_path):

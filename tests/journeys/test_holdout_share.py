@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-import uuid
+import random
 
 from tests.journeys.conftest import Shop
 from workflows.journeys import Onboarding
@@ -14,7 +14,10 @@ USERS = 400
 
 async def test_about_15_percent_are_held_out_and_they_get_nothing(shop_for, store):
     shop: Shop = await shop_for(Onboarding)
-    users = [f"share-{uuid.uuid4().hex[:10]}" for _ in range(USERS)]
+    # Seeded IDs: the draw is a hash of the ID, so random IDs made this a test that failed
+    # one run in a few hundred (3 sigma); these 400 are one fixed, unselected sample.
+    draw = random.Random(2026)
+    users = [f"share-{draw.getrandbits(40):010x}" for _ in range(USERS)]
     for start in range(0, USERS, 100):
         batch = [
             {"type": "track", "event": "Signed Up", "userId": u,

@@ -639,8 +639,6 @@ def test_an_address_activecampaign_calls_invalid_is_suppressed(
 
 # Inside a running journey -------------------------------------------------------------------
 
-DELIVERY_TEMPLATES = Path(__file__).resolve().parents[1] / "delivery" / "templates"
-
 
 async def test_in_a_journey_a_busy_account_is_waited_out_and_each_step_tracked_once(
     ac: ActiveCampaign, stack_for: Any, store: Store
@@ -650,6 +648,7 @@ async def test_in_a_journey_a_busy_account_is_waited_out_and_each_step_tracked_o
     retries, and the journey goes on to its receipt. (The second step's template lacks a value
     on purpose, so it fails before any request.)"""
     from tests.delivery.journeys import Promo
+    from tests.delivery.test_rules import FOLDERS as DELIVERY_FOLDERS
     from tests.delivery.test_rules import steps
 
     ac.contacts.then(429, {"message": "Too Many Requests"}, {"Retry-After": "1"})
@@ -658,7 +657,7 @@ async def test_in_a_journey_a_busy_account_is_waited_out_and_each_step_tracked_o
     policy = DeliveryPolicy(quiet_hours=None, frequency_cap=100, secret_key="s")
     provider = ac.provider(timeout=0.5, activecampaign_fields={})
     stack = await stack_for(
-        Promo, sending=SendingActivities(store, Renderer(DELIVERY_TEMPLATES), provider, policy)
+        Promo, sending=SendingActivities(store, Renderer(DELIVERY_FOLDERS), provider, policy)
     )
     user = stack.user(first_name="Ada")
     await stack.track("Promo Requested", user, {"product": "lamp"})
