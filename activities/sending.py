@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -162,13 +162,7 @@ class SendingActivities:
                 if until is not None:
                     _, priority = declared(request.journey)  # pending, for the priority rule
                     self.throttle.wait(request, until, QUIET_HOURS, priority)
-                    return SendResult(
-                        status="deferred",
-                        reason="quiet_hours",
-                        retry_at=until,
-                        channel=request.channel,
-                        passed_over=passed_over,
-                    )
+                    return _deferred(request, "quiet_hours", until, passed_over)
         rate, priority = declared(request.journey)
         cap = self.policy.cap(request.channel)
         if request.marketing and cap is not None:
@@ -185,13 +179,7 @@ class SendingActivities:
         if rate is None:
             self.throttle.settle(request)  # it may have waited for quiet hours
         elif (slot := self.throttle.turn(request, rate, priority)) is not None:
-            return SendResult(
-                status="deferred",
-                reason="throttled",
-                retry_at=slot,
-                channel=request.channel,
-                passed_over=passed_over,
-            )
+            return _deferred(request, "throttled", slot, passed_over)
         context = self.context_for(request, traits, profile)
         subject = html = text = None
         if self.renderer is not None and request.channel not in ("webhook", "audience"):
@@ -635,6 +623,20 @@ def _push_data(request: SendRequest, context: dict[str, Any]) -> dict[str, str]:
 
 RECENT_BUYERS_WINDOW = timedelta(days=7)
 """Seed 003's "number of other customers who bought it recently": the last 7 days."""
+
+
+def _deferred(
+    request: SendRequest, reason: str, retry_at: datetime, passed_over: dict[str, str]
+) -> SendResult:
+    """Not yet: the engine waits on a durable timer until `retry_at` (quiet hours' end, the send
+    rate's slot) and asks again, choosing the channel anew."""
+    return SendResult(
+        status="deferred",
+        reason=reason,
+        retry_at=retry_at,
+        channel=request.channel,
+        passed_over=passed_over,
+    )
 
 
 def _step(request: SendRequest, status: str, detail: str | None) -> JourneyStepRow:
