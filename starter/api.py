@@ -263,9 +263,10 @@ def create_app(
     async def malformed(_: Request, __: _MalformedJSON) -> JSONResponse:
         return JSONResponse({"detail": "malformed JSON body"}, status_code=400)
 
+    # Every route that reads its body with read_body answers through these two.
     @app.exception_handler(BodyTooLarge)
-    async def too_large(_: Request, __: BodyTooLarge) -> JSONResponse:
-        return _too_large()
+    async def too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+        return _too_large(exc.limit)
 
     @app.exception_handler(BodyTooSlow)
     async def too_slow(_: Request, __: BodyTooSlow) -> JSONResponse:

@@ -286,7 +286,11 @@ class BatchCall(BaseModel):
 
 
 class BodyTooLarge(Exception):
-    """The body passed MAX_BODY (413)."""
+    """The body passed `limit` bytes (413): MAX_BODY unless the route reads with less."""
+
+    def __init__(self, limit: int = MAX_BODY) -> None:
+        super().__init__(f"body over {limit} bytes")
+        self.limit = limit
 
 
 class BodyTooSlow(Exception):
@@ -305,7 +309,7 @@ async def read_body(
             async for chunk in chunks:
                 received += chunk
                 if len(received) > limit:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(limit)
     except TimeoutError:
         raise BodyTooSlow() from None
     return bytes(received)

@@ -45,8 +45,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from activities.feedback import Feedback, Kind, apply_feedback
-from starter.calls import BODY_DEADLINE, MAX_BODY, BodyTooLarge, BodyTooSlow, nul_at, parse_json
-from starter.calls import read_body as _read_body
+from starter.calls import nul_at, parse_json, read_body
 from starter.settings import Settings, signing_key
 from starter.sources.signing import unix_seconds
 
@@ -425,17 +424,6 @@ def _digest(doc: Any) -> str:
 # Routes ------------------------------------------------------------------------------------------
 
 
-async def _read(request: Request) -> bytes:
-    try:
-        return await _read_body(request.stream())
-    except BodyTooLarge:
-        raise Refused(413, f"body over {MAX_BODY} bytes") from None
-    except BodyTooSlow:
-        raise Refused(
-            408, f"body not received within {BODY_DEADLINE:g} s", headers={"Connection": "close"}
-        ) from None
-
-
 def _json(body: bytes) -> Any:
     try:
         payload = parse_json(body)
@@ -453,7 +441,7 @@ Reader = Callable[[Settings, Mapping[str, str], bytes], list[Feedback]]
 async def _take(request: Request, read: Reader) -> Response:
     settings: Settings = request.app.state.settings
     try:
-        body = await _read(request)
+        body = await read_body(request.stream())  # 413 and 408 from the app's handlers
         events = read(settings, request.headers, body)
         store = request.app.state.store
         applied = await asyncio.to_thread(apply_feedback, store, signing_key(settings), events)

@@ -40,7 +40,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from activities.phones import e164, phone_hash
 from activities.store import MessageEvent, OutboxMessage, SmsOptOut, Store, utcnow
-from starter.calls import BODY_DEADLINE, MAX_BODY, BodyTooLarge, BodyTooSlow, read_body
+from starter.calls import read_body
 from starter.settings import Settings, signing_key
 
 router = APIRouter(prefix="/v1/sms/twilio", include_in_schema=False)
@@ -100,14 +100,7 @@ async def _verified(request: Request) -> dict[str, str]:
     given = (request.headers.get(SIGNATURE) or "").strip()
     if not given:
         raise Refused(403, f"signature rejected: missing {SIGNATURE}")
-    try:
-        body = await read_body(request.stream())
-    except BodyTooLarge:
-        raise Refused(413, f"body over {MAX_BODY} bytes") from None
-    except BodyTooSlow:
-        raise Refused(
-            408, f"body not received within {BODY_DEADLINE:g} s", headers={"Connection": "close"}
-        ) from None
+    body = await read_body(request.stream())  # 413 and 408 from the app's handlers
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if kind != "application/x-www-form-urlencoded":

@@ -146,6 +146,15 @@ async def test_sign_in_only_sends_a_browser_back_to_this_site(api_for):
         assert answer.status_code == 303 and answer.headers["location"] == landing, target
 
 
+async def test_a_sign_in_form_over_16_kib_is_refused_naming_its_own_limit(api_for):
+    """The form is read up to 16 KiB, not the API's 1 MiB, and the 413 says which."""
+    api = await api_for(Cart)
+    answer = await sign_in(api, next="/" + "a" * 20_000)
+    assert answer.status_code == 413
+    assert answer.json() == {"detail": "body over 16384 bytes"}
+    assert "set-cookie" not in answer.headers
+
+
 async def test_html_pages_are_uncacheable_unframeable_and_send_no_referrer(api_for):
     api = await api_for(Cart)
     cookie = session_cookie(await sign_in(api))[COOKIE].value
