@@ -49,6 +49,9 @@ STEPS: Table = JourneyStepRow.__table__  # type: ignore[attr-defined]
 OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 REFUSALS: Table = JourneyRefusal.__table__  # type: ignore[attr-defined]
 QUIET_HOURS_PREFIX = "quiet hours before "
+SEND_RATE_PREFIX = "send rate before "
+"""The labels of deferred waits (kind quiet_hours); runs before the second one labelled both kinds
+with the first, so the report counts them together and takes the send rate's from its own table."""
 REACHED = ("sent", "unknown", "held_out", "skipped", "failed")
 LEFT_OUT = ("suppressed", "failed")
 """Outcomes that take an entry out of both groups: not a user the journey is for, or a broken
@@ -423,7 +426,7 @@ def _journey_report(
         report.send_rate = repr(cls.send_rate) if cls.send_rate is not None else None
         report.priority = cls.priority
     report.throttled = throttle_figures(store, name, since)
-    for step in report.steps:  # the engine records every deferred wait as quiet hours
+    for step in report.steps:  # every deferred wait is recorded with kind quiet_hours
         step.deferred_throttle = report.throttled.by_step.get(step.step, 0)
         step.deferred_quiet_hours = max(0, step.deferred_quiet_hours - step.deferred_throttle)
     report.experiments = experiment_results(store, name, cls, since, h.entries, h.converted)
@@ -512,7 +515,7 @@ def _steps(store: Store, name: str, since: datetime | None) -> list[StepResult]:
     for kind, step, group, status, detail, count, after, first_seq in rows:
         count, after = int(count), int(after or 0)
         if kind == "quiet_hours":
-            deferred[step.removeprefix(QUIET_HOURS_PREFIX)] += count
+            deferred[step.removeprefix(QUIET_HOURS_PREFIX).removeprefix(SEND_RATE_PREFIX)] += count
             continue
         result = results.setdefault(step, StepResult(step=step))
         order[step] = min(order[step], int(first_seq))

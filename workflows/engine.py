@@ -720,9 +720,11 @@ class JourneyWorkflow:
             )
             if result.status != "deferred" or result.retry_at is None:
                 break
-            # Quiet hours: wait for the window on a durable timer; the goal may end it first.
+            # Quiet hours or the send rate's slot: wait on a durable timer; the goal may end it
+            # first. Both are recorded as kind "quiet_hours"; the label says which it is.
+            why = "send rate" if result.reason == "throttled" else "quiet hours"
             await self._wait(
-                "quiet_hours", f"quiet hours before {template}", result.retry_at, lambda: False
+                "quiet_hours", f"{why} before {template}", result.retry_at, lambda: False
             )
             self._set_step(label, None)
         delivered = result.status in ("sent", "duplicate")

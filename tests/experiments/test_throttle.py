@@ -83,6 +83,9 @@ async def test_sends_beyond_the_rate_wait_their_turn_and_none_is_dropped(stack_f
         await settle(stack.handle("t_throttled", user))
     [first] = stack.outbox(users[0])
     assert all(stack.outbox(user) == [] for user in users[1:])  # waiting, not dropped
+    # What an operator reads in the Temporal UI: the step's search attribute names the wait.
+    described = await stack.handle("t_throttled", users[1]).describe()
+    assert described.search_attributes["JourneyStep"] == ["send rate before hello"]
     start = first.journey_time
 
     for i, user in enumerate(users[1:], start=1):  # 2 an hour: a slot every 30 minutes
