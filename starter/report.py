@@ -50,8 +50,9 @@ OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 REFUSALS: Table = JourneyRefusal.__table__  # type: ignore[attr-defined]
 QUIET_HOURS_PREFIX = "quiet hours before "
 SEND_RATE_PREFIX = "send rate before "
-"""The labels of deferred waits (kind quiet_hours); runs before the second one labelled both kinds
-with the first, so the report counts them together and takes the send rate's from its own table."""
+"""The two labels of a deferred wait (both of kind quiet_hours). Older runs labelled send-rate
+waits as quiet hours too, so the report counts both labels together and takes the send-rate
+waits from their own table (send_waits)."""
 REACHED = ("sent", "unknown", "held_out", "skipped", "failed")
 LEFT_OUT = ("suppressed", "failed")
 """Outcomes that take an entry out of both groups: not a user the journey is for, or a broken

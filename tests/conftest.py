@@ -29,10 +29,11 @@ from temporalio.testing import TimeSkipper, WorkflowEnvironment
 from activities.holdout import assign_group
 from activities.sending import DeliveryPolicy, SendingActivities
 from activities.store import JourneyRun, OutboxMessage, Store
+from activities.templates import Renderer
 from starter.api import create_app
 from starter.dev import EAGER_ACTIVITIES, temporal_binary
 from starter.routing import Delivery, Router
-from starter.settings import Settings
+from starter.settings import SHIPPED_TEMPLATES, Settings
 from tests.store.databases import DATABASES, empty_database
 from worker import ACTIVITY_THREADS, create_worker, ensure_search_attributes
 from workflows.identity import workflow_id
@@ -40,6 +41,13 @@ from workflows.journey import Journey
 from workflows.models import Event, JourneyResult, JourneyState
 
 NO_LIMITS = DeliveryPolicy(quiet_hours=None, frequency_cap=1_000_000)
+
+
+def renderer(folder: Path) -> Renderer:
+    """A test's templates, then the shipped ones (`_layout.html`): the order the settings give a
+    team's folder, so tests keep no copy of the layout."""
+    return Renderer([folder, SHIPPED_TEMPLATES])
+
 
 TIME_SKIPPING = ["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"]
 SERVER_ARGS = [*TIME_SKIPPING, *EAGER_ACTIVITIES, "--log-level", "error"]

@@ -14,12 +14,12 @@ from pathlib import Path
 from activities.holdout import assign_group
 from activities.providers.twilio import TwilioSMS
 from activities.sending import DeliveryPolicy, SendingActivities
-from activities.templates import Renderer
 from starter.cli import check, main
 from starter.report import build_report, render_text
-from starter.settings import SHIPPED_TEMPLATES, Settings
+from starter.settings import Settings
 from tests.channels.guide import TrialEnding
 from tests.channels.sms.conftest import SECRET, SMS_API, twilio_settings_for
+from tests.conftest import renderer
 from tests.delivery.test_rules import steps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ async def test_push_with_email_fallback_then_a_text_as_the_last_touch(
 ):
     sending = SendingActivities(
         store,
-        Renderer([TEMPLATES, SHIPPED_TEMPLATES]),
+        renderer(TEMPLATES),
         policy=DeliveryPolicy(quiet_hours=None, frequency_cap=100, secret_key=SECRET),
         sms=TwilioSMS(**twilio_settings_for(twilio_api)),
         push=fcm_api.push(on_unregistered=store.remove_device),

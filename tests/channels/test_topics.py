@@ -14,9 +14,8 @@ import httpx
 from pydantic import SecretStr
 
 from activities.sending import DeliveryPolicy, SendingActivities
-from activities.templates import Renderer
-from starter.settings import SHIPPED_TEMPLATES
 from tests.channels.journeys import Offers, Updates
+from tests.conftest import renderer
 from tests.delivery.test_rules import steps
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -26,9 +25,7 @@ ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
 
 def sending(store, **policy: object) -> SendingActivities:
     rules = {"quiet_hours": None, "frequency_cap": 100, "secret_key": SECRET, **policy}
-    return SendingActivities(
-        store, Renderer([TEMPLATES, SHIPPED_TEMPLATES]), policy=DeliveryPolicy(**rules)
-    )
+    return SendingActivities(store, renderer(TEMPLATES), policy=DeliveryPolicy(**rules))
 
 
 def link(message) -> str:

@@ -9,10 +9,9 @@ from pydantic import SecretStr
 
 from activities.providers import ProviderConfig, create_provider
 from activities.sending import DeliveryPolicy, SendingActivities
-from activities.templates import Renderer
-from tests.conftest import serving
+from tests.conftest import renderer, serving
 from tests.delivery.journeys import Promo, Urgent
-from tests.delivery.test_rules import FOLDERS, steps
+from tests.delivery.test_rules import TEMPLATES, steps
 from tests.providers.servers import Script, contract_app
 from tests.providers.test_http_providers import KEY, PROVIDERS
 
@@ -28,7 +27,7 @@ async def journey_on_postmark(stack_for, store, script: Script, journey=Promo):
     )
     policy = DeliveryPolicy(quiet_hours=None, frequency_cap=100, secret_key="s")
     stack = await stack_for(
-        journey, sending=SendingActivities(store, Renderer(FOLDERS), provider, policy)
+        journey, sending=SendingActivities(store, renderer(TEMPLATES), provider, policy)
     )
     user = stack.user(first_name="Ada")
     await stack.track(journey.trigger.events[0], user, {"product": "lamp"})

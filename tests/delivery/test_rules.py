@@ -10,21 +10,18 @@ import pytest
 
 from activities.sending import DeliveryPolicy, SendingActivities
 from activities.suppression import QuietHours
-from activities.templates import Renderer
 from starter.cli import main
-from starter.settings import SHIPPED_TEMPLATES
+from tests.conftest import renderer
 from tests.delivery.journeys import Inbox, Promo
 
 TEMPLATES = Path(__file__).parent / "templates"
-FOLDERS = [TEMPLATES, SHIPPED_TEMPLATES]
-"""These tests' templates, then the shipped ones for the layout (as the settings order them)."""
 DAY, MINUTE = timedelta(days=1), timedelta(minutes=1)
 SECRET = "test-secret"
 
 
 def sending(store, **policy: object) -> SendingActivities:
     rules = {"quiet_hours": None, "frequency_cap": 100, "secret_key": SECRET, **policy}
-    return SendingActivities(store, Renderer(FOLDERS), policy=DeliveryPolicy(**rules))
+    return SendingActivities(store, renderer(TEMPLATES), policy=DeliveryPolicy(**rules))
 
 
 def steps(stack, user: str) -> list[tuple[str, str, str | None]]:

@@ -6,10 +6,9 @@ from pydantic import SecretStr
 
 from activities.providers import ProviderConfig, create_provider
 from activities.sending import DeliveryPolicy, SendingActivities
-from activities.templates import Renderer
-from tests.conftest import serving
+from tests.conftest import renderer, serving
 from tests.delivery.journeys import AtRisk
-from tests.delivery.test_rules import FOLDERS
+from tests.delivery.test_rules import TEMPLATES
 from tests.providers.servers import Script, contract_app, standard_webhook_check
 
 SECRET = "whsec_" + "c3VjY2Vzcy10ZWFtLWtleQ=="
@@ -28,7 +27,7 @@ async def test_an_at_risk_account_is_flagged_once_to_the_success_teams_tool(stac
             )
         )
         policy = DeliveryPolicy(quiet_hours=None, secret_key="s")
-        sending = SendingActivities(store, Renderer(FOLDERS), None, policy, webhook)
+        sending = SendingActivities(store, renderer(TEMPLATES), None, policy, webhook)
         stack = await stack_for(AtRisk, sending=sending)
         user = stack.user()  # the email channel is not involved: no address needed either
         await stack.track("Usage Dropped", user, {"drop": 0.6})

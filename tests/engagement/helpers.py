@@ -14,9 +14,7 @@ from sqlmodel import select
 from activities.providers import EmailProvider, ProviderConfig, create_provider
 from activities.sending import DeliveryPolicy, SendingActivities
 from activities.store import MessageEvent, OutboxMessage, Store
-from activities.templates import Renderer
-from starter.settings import SHIPPED_TEMPLATES
-from tests.conftest import serving
+from tests.conftest import renderer, serving
 from tests.providers.servers import CONTRACTS, KEY, Script, contract_app
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -41,7 +39,7 @@ def sending(
     }
     return SendingActivities(
         store,
-        Renderer([TEMPLATES, SHIPPED_TEMPLATES]),
+        renderer(TEMPLATES),
         provider=provider,
         policy=DeliveryPolicy(**rules),
     )

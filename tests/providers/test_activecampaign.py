@@ -37,8 +37,8 @@ from activities.providers import (
 from activities.providers.activecampaign import CONTACT_SYNC, event_name
 from activities.sending import DeliveryPolicy, SendingActivities
 from activities.store import OutboxMessage, Store
-from activities.templates import Renderer
 from starter.settings import Settings
+from tests.conftest import renderer
 from tests.providers.servers import (
     AC_ACCOUNT_ID,
     AC_EVENT_KEY,
@@ -475,8 +475,7 @@ def test_the_settings_read_the_activecampaign_variables(monkeypatch: pytest.Monk
 
 # Through the real send activity -------------------------------------------------------------
 
-SHIPPED = Path(__file__).resolve().parents[2] / "templates"
-FOLDERS = [Path(__file__).resolve().parent / "templates", SHIPPED]
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 USER = "customer-7d1f0c2e"
 EMAIL = "zoe@example.test"
 CONTEXT = {
@@ -493,7 +492,7 @@ def sending_to(store: Store, provider: EmailProvider) -> SendingActivities:
     store.upsert_profile(USER, email=EMAIL, traits={"first_name": "Zoë"})
     return SendingActivities(
         store,
-        Renderer(FOLDERS),
+        renderer(TEMPLATES),
         provider=provider,
         policy=DeliveryPolicy(
             from_email="shop@example.test",
@@ -648,7 +647,7 @@ async def test_in_a_journey_a_busy_account_is_waited_out_and_each_step_tracked_o
     retries, and the journey goes on to its receipt. (The second step's template lacks a value
     on purpose, so it fails before any request.)"""
     from tests.delivery.journeys import Promo
-    from tests.delivery.test_rules import FOLDERS as DELIVERY_FOLDERS
+    from tests.delivery.test_rules import TEMPLATES as DELIVERY_TEMPLATES
     from tests.delivery.test_rules import steps
 
     ac.contacts.then(429, {"message": "Too Many Requests"}, {"Retry-After": "1"})
@@ -657,7 +656,7 @@ async def test_in_a_journey_a_busy_account_is_waited_out_and_each_step_tracked_o
     policy = DeliveryPolicy(quiet_hours=None, frequency_cap=100, secret_key="s")
     provider = ac.provider(timeout=0.5, activecampaign_fields={})
     stack = await stack_for(
-        Promo, sending=SendingActivities(store, Renderer(DELIVERY_FOLDERS), provider, policy)
+        Promo, sending=SendingActivities(store, renderer(DELIVERY_TEMPLATES), provider, policy)
     )
     user = stack.user(first_name="Ada")
     await stack.track("Promo Requested", user, {"product": "lamp"})

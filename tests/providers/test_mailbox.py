@@ -38,14 +38,13 @@ from activities.providers import (
 )
 from activities.sending import DeliveryPolicy, SendingActivities
 from activities.store import OutboxMessage, Store
-from activities.templates import Renderer
 from activities.unsubscribe import read_token, unsubscribe_url
+from tests.conftest import renderer
 from tests.providers.conftest import Vendor
 from tests.providers.servers import CONTRACTS, KEY, SmtpServer, message
 from workflows.models import SendRequest
 
-SHIPPED = Path(__file__).resolve().parents[2] / "templates"
-FOLDERS = [Path(__file__).resolve().parent / "templates", SHIPPED]
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 """`t_mailbox/` here, then the shipped templates (its HTML extends the shipped layout)."""
 
 PUBLIC_URL = "https://mail-preferences.shop.example-retailer.test/journeys/unsubscribe/eu-central-1"
@@ -91,7 +90,7 @@ def send(store: Store, provider: EmailProvider, **request: Any) -> OutboxMessage
     store.upsert_profile(USER, email=EMAIL, traits={"first_name": FIRST_NAME})
     sending = SendingActivities(
         store,
-        Renderer(FOLDERS),
+        renderer(TEMPLATES),
         provider=provider,
         policy=DeliveryPolicy(
             from_email=FROM_EMAIL,

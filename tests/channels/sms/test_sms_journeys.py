@@ -9,8 +9,6 @@ from pathlib import Path
 from activities.providers.twilio import TwilioSMS
 from activities.sending import DeliveryPolicy, SendingActivities
 from activities.suppression import QuietHours
-from activities.templates import Renderer
-from starter.settings import SHIPPED_TEMPLATES
 from tests.channels.journeys import Texts
 from tests.channels.sms.conftest import (
     INBOUND,
@@ -19,6 +17,7 @@ from tests.channels.sms.conftest import (
     SMS_API,
     twilio_settings_for,
 )
+from tests.conftest import renderer
 from tests.delivery.test_rules import steps
 from tests.providers.twilio_api import FROM_NUMBER, hang, inbound_params, post_webhook, refused
 
@@ -30,7 +29,7 @@ def sending(store, twilio, **policy: object) -> SendingActivities:
     rules = {"quiet_hours": None, "frequency_cap": 100, "secret_key": SECRET, **policy}
     return SendingActivities(
         store,
-        Renderer([TEMPLATES, SHIPPED_TEMPLATES]),
+        renderer(TEMPLATES),
         policy=DeliveryPolicy(**rules),
         sms=TwilioSMS(**twilio_settings_for(twilio)),
     )
